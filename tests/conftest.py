@@ -1,0 +1,64 @@
+"""Real parts for the tests: a Redis server, the llama.cpp server with SmolLM2, a Chroma server.
+
+Each is started once per test session on a free port and stopped at the end; nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from launcher.services import Service, free_port, start_chroma, start_llm, start_redis
+from settings import Settings
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parents[1]
+EVAL_DIR = ROOT.parent / "shared" / "eval" / "anthropic-docs"
+
+
+@pytest.fixture(scope="session")
+def services_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("services")
+
+
+@pytest.fixture(scope="session")
+def redis_service(services_dir: Path) -> Iterator[Service]:
+    """Debian's redis-server when installed (as in CI), else the embedded Valkey server."""
+    service = start_redis(services_dir / "redis", free_port(), services_dir / "logs", prefer="redis")
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def llm_service(services_dir: Path) -> Iterator[Service]:
+    service = start_llm(Settings().gguf_path, free_port(), services_dir / "logs")
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def chroma_service(services_dir: Path) -> Iterator[Service]:
+    service = start_chroma(services_dir / "chroma", free_port(), services_dir / "logs")
+    yield service
+    service.stop()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, chroma_service: Service, redis_service: Service, llm_service: Service) -> Settings:
+    """Settings for one test: the shared real servers, a fresh data folder and collection."""
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        data_dir=tmp_path / "data",
+        chroma_url=chroma_service.url,
+        redis_url=redis_service.url,
+        llm_base_url=[llm_service.url],
+        kb_collection=f"test-{tmp_path.name}"[-60:].strip("-_.") or "test-collection",
+        llm_temperature=0.0,
+    )
