@@ -39,8 +39,12 @@ class Settings(BaseSettings):
     llm_max_tokens: int = 500
     llm_connect_timeout: float = 3.0
     llm_read_timeout: float = 60.0
+    # The embedded default (launcher): ports of the services it starts when their URL is not set.
     local_model_path: Path | None = None
     local_llm_port: int = 8081
+    local_chroma_port: int = 8082
+    local_redis_port: int = 6380
+    ingest_on_start: Annotated[list[str], NoDecode] = ["docs"]
 
     redis_url: str | None = None
     session_ttl_seconds: int = 3600
@@ -61,7 +65,7 @@ class Settings(BaseSettings):
     admin_token: str | None = None
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
-    @field_validator("llm_base_url", "cors_origins", mode="before")
+    @field_validator("llm_base_url", "cors_origins", "ingest_on_start", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):

@@ -117,8 +117,19 @@ def start_redis(data_dir: Path, port: int, log_dir: Path, prefer: str = "valkey"
     ensure_port_free(port, "Redis server", "REDIS_URL")
     data_dir.mkdir(parents=True, exist_ok=True)
     args = [
-        redis_binary(prefer), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir.resolve()),
-        "--appendonly", "yes", "--save", "", "--protected-mode", "yes",
+        redis_binary(prefer),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(data_dir.resolve()),
+        "--appendonly",
+        "yes",
+        "--save",
+        "",
+        "--protected-mode",
+        "yes",
     ]
     process, log_path = _spawn("redis", args, log_dir)
     service = Service("redis", f"redis://127.0.0.1:{port}/0", process, log_path)
@@ -135,9 +146,27 @@ def start_llm(model_path: Path, port: int, log_dir: Path, alias: str = "smollm2"
     """llama.cpp's OpenAI-compatible server with the defaults that bite here fixed (see docs)."""
     ensure_port_free(port, "local LLM server", "LOCAL_LLM_PORT")
     args = [
-        sys.executable, "-m", "llama_cpp.server", "--model", str(model_path), "--host", "127.0.0.1",
-        "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", "2", "--n_threads_batch", "2",
-        "--logits_all", "False", "--interrupt_requests", "False", "--model_alias", alias,
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(model_path),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_ctx",
+        str(n_ctx),
+        "--n_threads",
+        "2",
+        "--n_threads_batch",
+        "2",
+        "--logits_all",
+        "False",
+        "--interrupt_requests",
+        "False",
+        "--model_alias",
+        alias,
     ]
     process, log_path = _spawn(f"llm-{port}", args, log_dir)
     service = Service("llm", f"http://127.0.0.1:{port}/v1", process, log_path)
