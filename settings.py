@@ -57,13 +57,26 @@ class Settings(BaseSettings):
     reranker_model: str | None = None
 
     retrieval_k: int = 4
-    relevance_threshold: float = 0.25
+    relevance_threshold: float = 0.30
     ingest_max_file_mb: float = 20.0
-    chunk_words: int = 200
+    chunk_words: int = 150
+
+    # Retrieval freshness: how often a KnowledgeBase looks for ingestion by other processes (kb_version, count).
+    kb_refresh_seconds: float = 2.0
 
     max_message_chars: int = 2000
     admin_token: str | None = None
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    # HTTP API (api/): rate limits in `limits` notation, per-session chat lock, headers, ticket webhook.
+    rate_limit_session: str = "20/minute"
+    rate_limit_ip: str = "60/minute"
+    chat_lock_seconds: int = 300
+    sse_ping_seconds: float = 15.0
+    frame_ancestors: str = "'self'"
+    ticket_webhook_url: str | None = None
+    ticket_webhook_attempts: int = 5
+    ticket_webhook_backoff_seconds: float = 1.0
 
     @field_validator("llm_base_url", "cors_origins", "ingest_on_start", mode="before")
     @classmethod

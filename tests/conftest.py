@@ -62,3 +62,33 @@ def settings(tmp_path: Path, chroma_service: Service, redis_service: Service, ll
         kb_collection=f"test-{tmp_path.name}"[-60:].strip("-_.") or "test-collection",
         llm_temperature=0.0,
     )
+
+
+API_ADMIN_TOKEN = "test-admin-token"
+
+
+@pytest.fixture(scope="session")
+def app_server(
+    tmp_path_factory: pytest.TempPathFactory, chroma_service: Service, redis_service: Service, llm_service: Service
+) -> Iterator[object]:
+    """The real app (uvicorn subprocess) on the real services, over a small seeded knowledge base.
+    Rate limits are raised here; tests of the limits start their own instance (tests/helpers/app_process.py)."""
+    from helpers.app_process import run_app, seed_knowledge_base
+
+    work = tmp_path_factory.mktemp("app")
+    env = {
+        "CHROMA_URL": chroma_service.url,
+        "REDIS_URL": redis_service.url,
+        "LLM_BASE_URL": llm_service.url,
+        "LLM_TEMPERATURE": "0",
+        "KB_COLLECTION": f"api-{work.name}"[-60:],
+        "ADMIN_TOKEN": API_ADMIN_TOKEN,
+        "RATE_LIMIT_IP": "100000/minute",
+        "RATE_LIMIT_SESSION": "100000/minute",
+    }
+    settings = Settings(_env_file=None, data_dir=work / "data", chroma_url=chroma_service.url,  # type: ignore[call-arg]
+                        kb_collection=env["KB_COLLECTION"])
+    seed_knowledge_base(settings)
+    with run_app(work, env) as app:
+        app.env = env  # type: ignore[attr-defined]
+        yield app

@@ -1,0 +1,58 @@
+"""Rate limits per client IP and per chat session, counted in Redis (moving window, `limits` library).
+
+Counting in Redis means every app process behind a load balancer shares one count. A refused request gets
+429, a `Retry-After` header (seconds until the window has room) and a JSON message.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from fastapi import HTTPException, Request
+from limits import RateLimitItem, parse
+from limits.aio.storage import RedisStorage
+from limits.aio.strategies import MovingWindowRateLimiter
+
+from api import metrics
+from settings import Settings
+
+
+class RateLimits:
+    """The two limits of the chat API; `check` raises 429 when one is spent."""
+
+    def __init__(self, settings: Settings) -> None:
+        url = (
+            (settings.redis_url or "")
+            .replace("redis://", "async+redis://", 1)
+            .replace("rediss://", "async+rediss://", 1)
+        )
+        # limits defaults to coredis for async Redis; redis-py (already a dependency) works as well.
+        self.storage = RedisStorage(url, implementation="redispy", key_prefix="ratelimit")
+        self.limiter = MovingWindowRateLimiter(self.storage)
+        self.per_session: RateLimitItem = parse(settings.rate_limit_session)
+        self.per_ip: RateLimitItem = parse(settings.rate_limit_ip)
+
+    async def check(self, scope: str, item: RateLimitItem, key: str) -> None:
+        """Count one request for `key`; 429 with Retry-After when the window is full."""
+        if await self.limiter.hit(item, scope, key):
+            return
+        stats = await self.limiter.get_window_stats(item, scope, key)
+        retry_after = max(1, math.ceil(stats.reset_time - time.time()))
+        metrics.RATE_LIMITED.labels(scope=scope).inc()
+        raise HTTPException(
+            429,
+            f"Too many requests for this {scope} (limit {item}). Try again in {retry_after} s.",
+            headers={"Retry-After": str(retry_after)},
+        )
+
+    async def check_ip(self, request: Request) -> None:
+        await self.check("client", self.per_ip, client_ip(request))
+
+    async def check_session(self, session_id: str) -> None:
+        await self.check("session", self.per_session, session_id)
+
+
+def client_ip(request: Request) -> str:
+    """The peer address; behind a proxy run uvicorn with --proxy-headers so this is the real client."""
+    return request.client.host if request.client else "unknown"

@@ -1,0 +1,248 @@
+// The chat controller: sends messages, streams answers into their bubbles, keeps the session across
+// reloads, escalates to a person. Used by the chat page and (in an iframe, compact mode) by the widget.
+import { ApiError, createTicket, deleteSession, getHistory, sendFeedback, streamChat } from "./api.js";
+import { AnswerView, noticeItem, userBubble } from "./message-view.js";
+
+const SESSION_KEY = "support-chat.session-id";
+
+export class Chat {
+  /** `els`: {log, messages, welcome, announcer, form, input, send, stop} */
+  constructor(els) {
+    this.els = els;
+    this.sessionId = readSession();
+    this.controller = null;
+    this.latest = null;
+    this.handlers = {
+      onFeedback: (id, rating, comment) => sendFeedback(id, rating, comment),
+      onRegenerate: (view) => this.ask(view.question, view),
+    };
+    els.log.addEventListener("grew", () => this.followBottom());
+  }
+
+  get streaming() {
+    return this.controller !== null;
+  }
+
+  /** Reload-proof: show the conversation the server remembers for the stored session id. */
+  async restore() {
+    if (!this.sessionId) return;
+    let items;
+    try {
+      items = await getHistory(this.sessionId);
+    } catch (error) {
+      if (error.status === 404) return this.forget();
+      this.appendItem(noticeItem("Could not load the earlier conversation.", error.message, "notice error"));
+      return;
+    }
+    let question = "";
+    for (const item of normaliseHistory(items)) {
+      if (item.role === "user") {
+        question = item.content;
+        this.appendItem(userBubble(item.content));
+      } else if (item.role === "assistant") {
+        const view = this.newAnswer(question);
+        view.setSearching(false);
+        view.setSources(item.sources || []);
+        view.text = item.content || "";
+        view.messageId = item.message_id || null;
+        if (item.interrupted) view.markStopped();
+        else view.finish(view.messageId);
+      }
+      if (item.ticket_id) this.showTicket(item.ticket_id);
+    }
+    this.scrollToBottom();
+  }
+
+  /** Send a question (or re-send it into an existing answer bubble, for Retry and Regenerate). */
+  async ask(question, view = null, { escalate = false } = {}) {
+    const text = question.trim();
+    if (!text || this.streaming) return;
+    if (!view) {
+      this.appendItem(userBubble(text));
+      view = this.newAnswer(text);
+    }
+    view.reset();
+    this.scrollToBottom();
+    this.controller = new AbortController();
+    this.setStreaming(true);
+    try {
+      const stream = streamChat({ message: text, sessionId: this.sessionId, escalate, signal: this.controller.signal });
+      for await (const { event, data } of stream) this.onEvent(event, data, view);
+      this.announce(view.plainText ? `Answer: ${view.plainText}` : "The answer is empty.");
+    } catch (error) {
+      if (error.name === "AbortError") {
+        view.markStopped();
+        this.announce("Stopped.");
+      } else {
+        const shown = error instanceof ApiError ? error : new ApiError("network", error.message || String(error));
+        const onEdit = shown.kind === "invalid" && this.els.input ? () => this.editAgain(text, view) : null;
+        view.showError(shown, () => this.ask(text, view, { escalate }), onEdit);
+        this.announce(`Error: ${shown.message}`);
+        this.scrollToBottom();
+      }
+    } finally {
+      this.controller = null;
+      this.setStreaming(false);
+    }
+  }
+
+  onEvent(event, data, view) {
+    switch (event) {
+      case "session":
+        if (data.session_id) this.remember(data.session_id);
+        break;
+      case "sources":
+        view.setSources(data.sources);
+        break;
+      case "token":
+        view.appendToken(data.text ?? "");
+        break;
+      case "escalated":
+        this.showTicket(data.ticket_id, data.reason);
+        break;
+      case "error":
+        view.showModelNotice(data.message || "The assistant is unavailable right now; here is a fallback reply.");
+        break;
+      case "done":
+        view.finish(data.message_id);
+        break;
+      default:
+        break;
+    }
+  }
+
+  /** A refused message (e.g. too long) goes back into the message box, and its bubbles go away. */
+  editAgain(text, view) {
+    view.item.previousElementSibling?.remove();
+    view.item.remove();
+    if (this.latest === view) this.latest = null;
+    if (!this.els.messages.children.length) this.els.welcome.hidden = false;
+    this.els.input.value = text;
+    this.els.input.dispatchEvent(new Event("input"));
+    this.els.input.focus();
+  }
+
+  stop() {
+    this.controller?.abort();
+  }
+
+  /** "New conversation": stop, forget the session here and on the server, clear the page. */
+  async reset() {
+    this.stop();
+    const old = this.sessionId;
+    this.forget();
+    this.els.messages.replaceChildren();
+    this.els.welcome.hidden = false;
+    this.latest = null;
+    this.announce("New conversation started.");
+    if (old) deleteSession(old).catch(() => {});
+  }
+
+  /**
+   * Open a ticket for this conversation. With no conversation yet, the reason is sent as the first message
+   * with `escalate` (so the ticket has a transcript); the ticket call then adds the email to that same
+   * ticket (the server keeps one open ticket per session).
+   */
+  async escalate({ email, reason }) {
+    if (!this.sessionId) {
+      if (this.streaming) throw new ApiError("busy", "Wait for the current answer to finish.");
+      await this.ask(reason || "I would like to talk to a person.", null, { escalate: true });
+      if (!this.sessionId) throw new ApiError("network", "Could not start the conversation.");
+    }
+    const ticket = await createTicket({ sessionId: this.sessionId, reason, contactEmail: email });
+    this.showTicket(ticket.ticket_id, reason, email);
+    return ticket;
+  }
+
+  showTicket(ticketId, reason, email) {
+    if (!ticketId) return;
+    const existing = [...this.els.messages.querySelectorAll(".msg.ticket")].find((n) => n.dataset.ticket === ticketId);
+    if (existing) return;
+    const detail = email
+      ? `A person from our team will reply to ${email}. Quote this number if you contact us.`
+      : "A person from our team will follow up. Quote this number if you contact us.";
+    const item = noticeItem(`Ticket ${ticketId} opened.`, detail, "notice ticket");
+    item.dataset.ticket = ticketId;
+    this.appendItem(item);
+    this.announce(`Ticket ${ticketId} opened. ${detail}`);
+  }
+
+  newAnswer(question) {
+    const view = new AnswerView(question, this.handlers);
+    this.latest?.item.classList.remove("latest");
+    view.item.classList.add("latest");
+    this.latest = view;
+    this.appendItem(view.item);
+    return view;
+  }
+
+  appendItem(item) {
+    this.els.welcome.hidden = true;
+    this.els.messages.append(item);
+    this.followBottom();
+  }
+
+  setStreaming(on) {
+    const { send, stop, input } = this.els;
+    const stopHadFocus = document.activeElement === stop;
+    send.hidden = on;
+    stop.hidden = !on;
+    this.els.log.setAttribute("aria-busy", String(on));
+    if (on && document.activeElement === send) stop.focus();
+    if (!on && stopHadFocus) input.focus();
+  }
+
+  /** Screen readers hear complete answers once (the live region is not updated per token). */
+  announce(text) {
+    const region = this.els.announcer;
+    region.textContent = "";
+    setTimeout(() => {
+      region.textContent = text.length > 1500 ? `${text.slice(0, 1500)}…` : text;
+    }, 50);
+  }
+
+  followBottom() {
+    const log = this.els.log;
+    if (log.scrollHeight - log.scrollTop - log.clientHeight < 120) this.scrollToBottom();
+  }
+
+  scrollToBottom() {
+    this.els.log.scrollTop = this.els.log.scrollHeight;
+  }
+
+  remember(sessionId) {
+    this.sessionId = sessionId;
+    try {
+      localStorage.setItem(SESSION_KEY, sessionId);
+    } catch {
+      /* storage blocked (private mode, third-party iframe): the session lasts for this page only */
+    }
+  }
+
+  forget() {
+    this.sessionId = null;
+    try {
+      localStorage.removeItem(SESSION_KEY);
+    } catch {
+      /* storage blocked */
+    }
+  }
+}
+
+function readSession() {
+  try {
+    return localStorage.getItem(SESSION_KEY);
+  } catch {
+    return null;
+  }
+}
+
+/** Accept the history as a list, or as {messages: [...]}; roles "human"/"ai" as well as "user"/"assistant". */
+export function normaliseHistory(data) {
+  const list = Array.isArray(data) ? data : data?.messages || data?.history || [];
+  return list.map((item) => ({
+    ...item,
+    role: { human: "user", ai: "assistant", bot: "assistant" }[item.role] || item.role,
+    content: typeof item.content === "string" ? item.content : String(item.content ?? ""),
+  }));
+}

@@ -1,0 +1,298 @@
+// Support-lead console: sign in with the admin token (kept in sessionStorage: this tab only), list tickets
+// by status (newest first), read a ticket's whole transcript with the sources the bot showed, change its
+// status with a note, and review thumbs-down answers.
+import { leadRequest } from "./api.js";
+import { renderMarkdown, safeUrl } from "./render.js";
+
+const TOKEN_KEY = "support-console.token";
+const $ = (id) => document.getElementById(id);
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined && text !== null) node.textContent = text;
+  return node;
+}
+
+const formatTime = (value) => {
+  if (!value) return "";
+  const date = typeof value === "number" ? new Date(value < 1e12 ? value * 1000 : value) : new Date(value);
+  return Number.isNaN(date.getTime()) ? String(value) : date.toLocaleString();
+};
+const timeOf = (value) => new Date(typeof value === "number" && value < 1e12 ? value * 1000 : value).getTime() || 0;
+const statusLabel = (status) => String(status || "open").replace(/_/g, " ");
+
+let token = sessionStorage.getItem(TOKEN_KEY);
+let selectedId = null;
+
+const api = (url, options) =>
+  leadRequest(token, url, options).catch((error) => {
+    if (error.status === 401 || error.status === 403) signOut("Your token was refused. Sign in again.");
+    throw error;
+  });
+
+function showSignIn(message = "") {
+  $("workspace").hidden = true;
+  $("sign-out").hidden = true;
+  $("sign-in").hidden = false;
+  $("sign-in-error").textContent = message;
+  $("sign-in-error").hidden = !message;
+  $("token").focus();
+}
+
+function signOut(message = "") {
+  token = null;
+  sessionStorage.removeItem(TOKEN_KEY);
+  showSignIn(message);
+}
+
+async function signIn(candidate) {
+  try {
+    await leadRequest(candidate, "/api/tickets?status=open");
+  } catch (error) {
+    const refused = error.status === 401 || error.status === 403;
+    showSignIn(refused ? "That token was refused." : `Could not sign in: ${error.message}`);
+    return;
+  }
+  token = candidate;
+  sessionStorage.setItem(TOKEN_KEY, token);
+  $("sign-in").hidden = true;
+  $("workspace").hidden = false;
+  $("sign-out").hidden = false;
+  await loadTickets();
+  $("status-filter").focus();
+}
+
+async function loadTickets() {
+  const status = $("status-filter").value;
+  const list = $("ticket-list");
+  $("tickets-status").textContent = "Loading…";
+  let tickets;
+  try {
+    const data = await api(`/api/tickets${status ? `?status=${encodeURIComponent(status)}` : ""}`);
+    tickets = Array.isArray(data) ? data : data?.tickets || [];
+  } catch (error) {
+    $("tickets-status").textContent = `Could not load tickets: ${error.message}`;
+    return;
+  }
+  tickets.sort((a, b) => timeOf(b.created_at) - timeOf(a.created_at));
+  list.replaceChildren(...tickets.map(ticketRow));
+  $("tickets-status").textContent = tickets.length
+    ? `${tickets.length} ticket${tickets.length === 1 ? "" : "s"}`
+    : "No tickets with this status.";
+}
+
+function ticketRow(ticket) {
+  const item = el("li");
+  const row = el("button", "ticket-row");
+  row.type = "button";
+  row.dataset.ticket = ticket.ticket_id;
+  row.setAttribute("aria-current", String(ticket.ticket_id === selectedId));
+  const top = el("span", "ticket-row-top");
+  top.append(el("strong", "", ticket.ticket_id), el("span", `badge status-${ticket.status}`, statusLabel(ticket.status)));
+  row.append(top, el("span", "ticket-row-reason", ticket.reason || ticket.summary || "(no reason given)"));
+  row.append(el("span", "ticket-row-meta", [formatTime(ticket.created_at), ticket.contact_email].filter(Boolean).join(" · ")));
+  row.addEventListener("click", () => openTicket(ticket.ticket_id));
+  item.append(row);
+  return item;
+}
+
+async function openTicket(ticketId) {
+  selectedId = ticketId;
+  for (const row of document.querySelectorAll(".ticket-row")) {
+    row.setAttribute("aria-current", String(row.dataset.ticket === ticketId));
+  }
+  const pane = $("ticket-detail");
+  pane.replaceChildren(el("p", "placeholder", "Loading…"));
+  try {
+    const ticket = await api(`/api/tickets/${encodeURIComponent(ticketId)}`);
+    pane.replaceChildren(...ticketDetail(ticket));
+  } catch (error) {
+    pane.replaceChildren(el("p", "form-error", `Could not load ticket ${ticketId}: ${error.message}`));
+  }
+  pane.focus();
+}
+
+function ticketDetail(ticket) {
+  const head = el("header", "detail-head");
+  head.append(el("h2", "", `Ticket ${ticket.ticket_id}`), el("span", `badge status-${ticket.status}`, statusLabel(ticket.status)));
+  const facts = el("dl", "facts");
+  const fact = (term, value, node) => {
+    if (!value && !node) return;
+    facts.append(el("dt", "", term));
+    const dd = el("dd", "", node ? undefined : value);
+    if (node) dd.append(node);
+    facts.append(dd);
+  };
+  fact("Opened", formatTime(ticket.created_at));
+  fact("Reason", ticket.reason || "(none given)");
+  if (ticket.contact_email) {
+    const mail = el("a", "", ticket.contact_email);
+    mail.href = `mailto:${encodeURIComponent(ticket.contact_email).replace(/%40/g, "@")}`;
+    fact("Contact", null, mail);
+  }
+  fact("Session", ticket.session_id);
+
+  const transcript = el("section", "transcript");
+  transcript.append(el("h3", "", "Conversation"));
+  const turns = el("ol", "turns");
+  for (const turn of ticket.transcript || []) turns.append(transcriptTurn(turn, ticket.sources || []));
+  if (!turns.children.length) turns.append(el("li", "placeholder", "No messages."));
+  transcript.append(turns);
+
+  const parts = [head, facts, transcript];
+  if (ticket.sources?.length) parts.push(sourcesSection(ticket.sources));
+  parts.push(notesSection(ticket.notes || []), updateForm(ticket));
+  return parts;
+}
+
+function transcriptTurn(turn, sources) {
+  const role = { human: "user", ai: "assistant" }[turn.role] || turn.role;
+  const item = el("li", `turn ${role}`);
+  const meta = el("div", "turn-meta");
+  meta.append(el("strong", "", role === "user" ? "Customer" : role === "assistant" ? "Bot" : role));
+  if (turn.at) meta.append(el("span", "", formatTime(turn.at)));
+  if (turn.interrupted) meta.append(el("span", "badge", "stopped"));
+  const body = el("div", "md");
+  if (role === "user") body.textContent = turn.content;
+  else renderMarkdown(body, turn.content, turn.sources || sources);
+  item.append(meta, body);
+  return item;
+}
+
+function sourcesSection(sources) {
+  const section = el("section", "detail-sources");
+  section.append(el("h3", "", "Sources the bot showed"));
+  const list = el("ol");
+  for (const source of sources) {
+    const item = el("li");
+    item.value = Number(source.n) || list.children.length + 1;
+    const url = safeUrl(source.url);
+    const title = el(url ? "a" : "span", "", source.title || source.url || "untitled");
+    if (url) {
+      title.href = url;
+      title.target = "_blank";
+      title.rel = "noopener noreferrer";
+    }
+    item.append(title);
+    if (source.snippet) item.append(el("p", "source-snippet", source.snippet));
+    list.append(item);
+  }
+  section.append(list);
+  return section;
+}
+
+function notesSection(notes) {
+  const section = el("section", "notes");
+  section.append(el("h3", "", "Notes"));
+  const list = el("ul");
+  for (const note of notes) {
+    const text = typeof note === "string" ? note : note.text || note.note || "";
+    const item = el("li", "", text);
+    const when = typeof note === "object" ? note.at || note.created_at : null;
+    const status = typeof note === "object" ? note.status : null;
+    if (when || status) item.append(el("span", "note-meta", ` — ${[status && statusLabel(status), formatTime(when)].filter(Boolean).join(", ")}`));
+    list.append(item);
+  }
+  if (!notes.length) list.append(el("li", "placeholder", "No notes yet."));
+  section.append(list);
+  return section;
+}
+
+function updateForm(ticket) {
+  const form = el("form", "update");
+  form.append(el("h3", "", "Update"));
+  const statusLabelEl = el("label", "", "Status");
+  statusLabelEl.htmlFor = "update-status";
+  const select = el("select");
+  select.id = "update-status";
+  const statuses = ["open", "in_progress", "resolved"];
+  if (ticket.status && !statuses.includes(ticket.status)) statuses.push(ticket.status);
+  for (const status of statuses) {
+    const option = el("option", "", statusLabel(status));
+    option.value = status;
+    option.selected = status === ticket.status;
+    select.append(option);
+  }
+  const noteLabel = el("label", "", "Note");
+  noteLabel.htmlFor = "update-note";
+  const note = el("textarea");
+  note.id = "update-note";
+  note.rows = 3;
+  const save = el("button", "button primary", "Save");
+  save.type = "submit";
+  const message = el("p", "update-message");
+  message.setAttribute("role", "status");
+  form.append(statusLabelEl, select, noteLabel, note, save, message);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const body = { status: select.value };
+    if (note.value.trim()) body.note = note.value.trim();
+    save.disabled = true;
+    try {
+      await api(`/api/tickets/${encodeURIComponent(ticket.ticket_id)}`, { method: "PATCH", body });
+      await loadTickets();
+      await openTicket(ticket.ticket_id);
+      document.querySelector(".update-message").textContent = "Saved.";
+    } catch (error) {
+      message.textContent = `Not saved: ${error.message}`;
+      save.disabled = false;
+    }
+  });
+  return form;
+}
+
+async function loadFeedback() {
+  $("feedback-status").textContent = "Loading…";
+  let items;
+  try {
+    const data = await api("/api/feedback?rating=down");
+    items = Array.isArray(data) ? data : data?.feedback || data?.items || [];
+  } catch (error) {
+    $("feedback-status").textContent = `Could not load feedback: ${error.message}`;
+    return;
+  }
+  items.sort((a, b) => timeOf(b.at || b.created_at) - timeOf(a.at || a.created_at));
+  $("feedback-list").replaceChildren(...items.map(feedbackItem));
+  $("feedback-status").textContent = items.length ? `${items.length} answer${items.length === 1 ? "" : "s"} rated down` : "No thumbs-down answers.";
+}
+
+function feedbackItem(item) {
+  const card = el("li", "feedback-card");
+  const meta = el("div", "turn-meta");
+  meta.append(el("span", "", formatTime(item.at || item.created_at)));
+  if (item.session_id) meta.append(el("span", "", `session ${item.session_id}`));
+  card.append(meta);
+  if (item.question) {
+    card.append(el("h3", "", "Question"), el("p", "question", item.question));
+  }
+  const answer = el("div", "md");
+  renderMarkdown(answer, item.answer ?? item.content ?? "", item.sources || []);
+  card.append(el("h3", "", "Answer"), answer);
+  if (item.comment) card.append(el("h3", "", "Comment"), el("p", "comment", item.comment));
+  return card;
+}
+
+function showTab(name) {
+  const tickets = name === "tickets";
+  $("tab-tickets").setAttribute("aria-pressed", String(tickets));
+  $("tab-feedback").setAttribute("aria-pressed", String(!tickets));
+  $("tickets-view").hidden = !tickets;
+  $("feedback-view").hidden = tickets;
+  if (tickets) loadTickets();
+  else loadFeedback();
+}
+
+$("sign-in").addEventListener("submit", (event) => {
+  event.preventDefault();
+  signIn($("token").value.trim());
+});
+$("sign-out").addEventListener("click", () => signOut());
+$("status-filter").addEventListener("change", loadTickets);
+$("refresh").addEventListener("click", loadTickets);
+$("tab-tickets").addEventListener("click", () => showTab("tickets"));
+$("tab-feedback").addEventListener("click", () => showTab("feedback"));
+
+if (token) signIn(token);
+else showSignIn();
+document.documentElement.dataset.ready = "true";

@@ -1,0 +1,202 @@
+"""Hybrid knowledge-base search (tools/retrieval.py) against a real Chroma server and the real embedding model."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from launcher.services import Service
+from settings import Settings
+from tools.documents import Chunk, index_text
+from tools.embeddings import get_embeddings
+from tools.retrieval import KnowledgeBase, KnowledgeBaseRetriever, get_knowledge_base
+from tools.store import get_collection
+
+ROOT = Path(__file__).resolve().parents[1]
+
+HELP_CENTER = [
+    Chunk(
+        "A password reset link is sent to your e-mail address. It expires after 30 minutes; "
+        "request a new one from the sign-in page if it has expired.",
+        "Resetting your password",
+        "https://help.example.com/account/password-reset",
+        "account.md",
+        section="Reset link",
+    ),
+    Chunk(
+        "Invoices are issued on the first day of each month and can be downloaded as PDF from Billing > "
+        "History. Refunds take 5-10 business days to reach your card.",
+        "Billing and invoices",
+        "https://help.example.com/billing",
+        "billing.md",
+    ),
+    Chunk(
+        "Orders ship within two business days. International delivery takes 7-14 days and tracking numbers "
+        "are e-mailed when the parcel leaves our warehouse.",
+        "Shipping",
+        "https://help.example.com/shipping",
+        "shipping.md",
+    ),
+    Chunk(
+        "Error ZX-4711 means the device firmware is older than version 3.2. Install the latest firmware "
+        "from the Updates tab, then restart the device.",
+        "Troubleshooting devices",
+        "https://help.example.com/devices/troubleshooting",
+        "devices.md",
+    ),
+    Chunk(
+        "Two-factor authentication adds a one-time code from an authenticator app to every sign-in. "
+        "Turn it on under Settings > Security.",
+        "Account security",
+        "https://help.example.com/account/security",
+        "account.md",
+        position=1,
+    ),
+]
+
+
+def add_chunks(settings: Settings, chunks: list[Chunk], version: int) -> None:
+    """Write chunks the way ingestion does (ids, metadata, embedded index_text) and bump `kb_version`."""
+    collection = get_collection(settings)
+    vectors = get_embeddings(settings).embed_documents([index_text(c.title, c.section, c.text) for c in chunks])
+    collection.upsert(
+        ids=[c.chunk_id for c in chunks],
+        documents=[c.text for c in chunks],
+        metadatas=[c.metadata() for c in chunks],  # type: ignore[misc]
+        embeddings=vectors,  # type: ignore[arg-type]
+    )
+    collection.modify(metadata={"kb_version": version})
+
+
+@pytest.fixture
+def kb_settings(tmp_path: Path, chroma_service: Service) -> Settings:
+    """The shared Chroma server, a fresh collection; freshness checks on every search so tests need not wait."""
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        data_dir=tmp_path / "data",
+        chroma_url=chroma_service.url,
+        kb_collection=f"retrieval-{tmp_path.name}"[-60:].strip("-_."),
+        kb_refresh_seconds=0.0,
+    )
+
+
+@pytest.fixture
+def knowledge_base(kb_settings: Settings) -> KnowledgeBase:
+    add_chunks(kb_settings, HELP_CENTER, version=1)
+    return KnowledgeBase(kb_settings)
+
+
+def test_a_question_finds_the_chunk_that_answers_it_with_all_hit_fields(knowledge_base: KnowledgeBase) -> None:
+    """The answering chunk ranks first, and every hit carries title, url, snippet, a score in [0, 1] and
+    ranks 1..n with no chunk twice."""
+    hits = knowledge_base.search("how long is the link to reset my password valid?", k=3)
+    assert hits[0].url == "https://help.example.com/account/password-reset"
+    assert hits[0].title == "Resetting your password"
+    assert "30 minutes" in hits[0].snippet
+    assert [hit.rank for hit in hits] == [1, 2, 3]
+    assert len({hit.chunk_id for hit in hits}) == 3
+    assert all(0.0 <= hit.score <= 1.0 and hit.url and hit.title and hit.snippet for hit in hits)
+    assert hits[0].score >= knowledge_base.settings.relevance_threshold
+
+
+def test_an_exact_error_code_is_found_through_bm25(knowledge_base: KnowledgeBase) -> None:
+    """Codes and identifiers are where lexical search beats embeddings; fusion keeps them on top."""
+    hits = knowledge_base.search("ZX-4711", k=2)
+    assert hits[0].url == "https://help.example.com/devices/troubleshooting"
+
+
+@pytest.mark.parametrize(
+    "query", ["what is the weather in Paris", "write me a poem about cats", "who won the 2018 football world cup"]
+)
+def test_off_topic_questions_score_below_the_relevance_threshold(knowledge_base: KnowledgeBase, query: str) -> None:
+    """The agent says "nothing relevant" when the best score is under RELEVANCE_THRESHOLD."""
+    hits = knowledge_base.search(query, k=4)
+    assert hits, "search returns the nearest chunks; the threshold is the caller's decision"
+    assert max(hit.score for hit in hits) < knowledge_base.settings.relevance_threshold
+
+
+def test_an_empty_query_finds_nothing_and_a_bad_k_is_refused(knowledge_base: KnowledgeBase) -> None:
+    assert knowledge_base.search("   \n ") == []
+    with pytest.raises(ValueError, match="k must be between"):
+        knowledge_base.search("password", k=0)
+    with pytest.raises(ValueError, match="k must be between"):
+        knowledge_base.search("password", k=500)
+
+
+def test_an_empty_knowledge_base_returns_no_hits(kb_settings: Settings) -> None:
+    assert KnowledgeBase(kb_settings).search("how do I reset my password?") == []
+
+
+async def test_async_search_gives_the_same_hits_as_sync_search(knowledge_base: KnowledgeBase) -> None:
+    query = "when are invoices issued?"
+    assert await knowledge_base.asearch(query, k=2) == knowledge_base.search(query, k=2)
+
+
+async def test_the_langchain_retriever_returns_documents_with_hit_metadata(knowledge_base: KnowledgeBase) -> None:
+    retriever = knowledge_base.as_retriever(k=2)
+    assert isinstance(retriever, KnowledgeBaseRetriever)
+    for documents in (retriever.invoke("how long does shipping take?"), await retriever.ainvoke("delivery time")):
+        assert len(documents) == 2
+        first = documents[0]
+        assert first.metadata["url"] == "https://help.example.com/shipping"
+        assert first.metadata["rank"] == 1 and 0.0 <= first.metadata["score"] <= 1.0
+        assert {"title", "chunk_id", "snippet", "source", "section"} <= first.metadata.keys()
+        assert first.page_content.startswith("Orders ship")
+
+
+def test_one_knowledge_base_is_shared_per_chroma_target_and_collection(kb_settings: Settings) -> None:
+    same = get_knowledge_base(kb_settings)
+    assert get_knowledge_base(kb_settings.model_copy()) is same
+    other = kb_settings.model_copy(update={"kb_collection": kb_settings.kb_collection + "-other"})
+    assert get_knowledge_base(other) is not same
+
+
+def test_chunks_added_later_are_found_by_both_retrievers_without_a_new_knowledge_base(
+    knowledge_base: KnowledgeBase, kb_settings: Settings
+) -> None:
+    """A kb_version bump makes the next search rebuild BM25, so a brand-new term is found at once."""
+    assert all("gift-cards" not in hit.url for hit in knowledge_base.search("QWX-GIFT-99 voucher", k=5))
+    card = Chunk(
+        "Redeem code QWX-GIFT-99 at checkout to get a voucher worth ten euros.",
+        "Gift cards",
+        "https://help.example.com/gift-cards",
+        "gift.md",
+    )
+    add_chunks(kb_settings, [card], version=2)
+    assert knowledge_base.search("QWX-GIFT-99 voucher", k=1)[0].url == "https://help.example.com/gift-cards"
+
+
+@pytest.mark.skipif(
+    not (ROOT / "ingest" / "__main__.py").exists(), reason="the ingestion CLI (`python -m ingest`) is not written yet"
+)
+def test_a_document_ingested_by_another_process_becomes_searchable(
+    knowledge_base: KnowledgeBase, kb_settings: Settings, tmp_path: Path
+) -> None:
+    """`python -m ingest` in another process writes through the Chroma server; this KnowledgeBase, created
+    before, finds the new document (dense at once, BM25 after its next freshness check)."""
+    knowledge_base.search("warmup")  # BM25 is built before the other process writes
+    page = tmp_path / "returns.md"
+    page.write_text(
+        "---\ntitle: Returns policy\nurl: https://help.example.com/returns\n---\n\n"
+        "You can return any item within 45 days. Quote the return code RMA-5521 on the parcel.\n"
+    )
+    env = {**os.environ, "CHROMA_URL": kb_settings.chroma_url or "", "KB_COLLECTION": kb_settings.kb_collection}
+    env["DATA_DIR"] = str(kb_settings.data_dir)
+    done = subprocess.run(
+        [sys.executable, "-m", "ingest", str(page)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    deadline = time.monotonic() + 30
+    while True:
+        hits = knowledge_base.search("RMA-5521", k=1)
+        if (hits and hits[0].url == "https://help.example.com/returns") or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert hits[0].url == "https://help.example.com/returns"
+    assert hits[0].title == "Returns policy"
+    assert knowledge_base.search("how many days do I have to send something back?", k=1)[0].url.endswith("/returns")

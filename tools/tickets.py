@@ -1,0 +1,191 @@
+"""Support tickets, durable in Redis (no expiry): what a human picks up when the bot cannot help.
+
+One open ticket per session: a later escalation, or a second click on "Escalate to human", updates that ticket
+with the newer transcript instead of opening another, so support leads are not flooded. The per-session
+pointer is claimed with SET NX, so concurrent requests still make exactly one ticket.
+
+Keys: `ticket:{id}` (JSON), `tickets:by_created` (sorted set, score = creation time),
+`ticket:open:{session_id}` (the session's open ticket id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from base64 import b32encode
+from datetime import UTC, datetime
+from typing import Literal
+
+import redis.asyncio as aioredis
+from pydantic import BaseModel, EmailStr, Field
+
+Reason = Literal["customer_request", "no_relevant_answer", "model_unsure", "caller_request", "manual", "llm_down"]
+Status = Literal["open", "pending", "resolved", "closed"]
+ACTIVE: set[str] = {"open", "pending"}  # a session with such a ticket adds to it instead of opening another
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def new_ticket_id() -> str:
+    return "T-" + b32encode(secrets.token_bytes(5)).decode()
+
+
+class TranscriptEntry(BaseModel):
+    role: Literal["user", "assistant"]
+    content: str
+    at: str | None = None
+    interrupted: bool = False
+
+
+class SourceRef(BaseModel):
+    n: int
+    title: str
+    url: str
+    snippet: str = ""
+
+
+class Note(BaseModel):
+    at: str
+    status: Status
+    note: str | None = None
+
+
+class Ticket(BaseModel):
+    ticket_id: str
+    session_id: str
+    reason: Reason
+    detail: str | None = None
+    status: Status = "open"
+    transcript: list[TranscriptEntry] = Field(default_factory=list)
+    sources: list[SourceRef] = Field(default_factory=list)
+    contact_email: EmailStr | None = None
+    notes: list[Note] = Field(default_factory=list)
+    created_at: str = Field(default_factory=_now)
+    updated_at: str = Field(default_factory=_now)
+
+
+class TicketNotFound(LookupError):
+    pass
+
+
+class TicketStore:
+    def __init__(self, redis: aioredis.Redis, prefix: str = "ticket") -> None:
+        self.redis = redis
+        self.prefix = prefix
+
+    def _key(self, ticket_id: str) -> str:
+        return f"{self.prefix}:{ticket_id}"
+
+    def _open_key(self, session_id: str) -> str:
+        return f"{self.prefix}:open:{session_id}"
+
+    @property
+    def _index(self) -> str:
+        return f"{self.prefix}s:by_created"
+
+    async def _save(self, ticket: Ticket) -> None:
+        await self.redis.set(self._key(ticket.ticket_id), ticket.model_dump_json())
+
+    async def get(self, ticket_id: str) -> Ticket | None:
+        raw = await self.redis.get(self._key(ticket_id))
+        return Ticket.model_validate_json(raw) if raw else None
+
+    async def open_ticket_for(self, session_id: str) -> Ticket | None:
+        ticket_id = await self.redis.get(self._open_key(session_id))
+        if not ticket_id:
+            return None
+        ticket = await self.get(ticket_id if isinstance(ticket_id, str) else ticket_id.decode())
+        return ticket if ticket and ticket.status in ACTIVE else None
+
+    async def open_or_update(
+        self,
+        session_id: str,
+        *,
+        reason: Reason,
+        detail: str | None = None,
+        transcript: list[dict] | list[TranscriptEntry],
+        sources: list[dict] | list[SourceRef],
+        contact_email: str | None = None,
+    ) -> tuple[Ticket, bool]:
+        """The session's open ticket, updated, or a new one; the flag says whether it was created."""
+        fields = {
+            "transcript": [TranscriptEntry.model_validate(t) for t in transcript],
+            "sources": [SourceRef.model_validate(s) for s in sources],
+        }
+        candidate = Ticket(
+            ticket_id=new_ticket_id(),
+            session_id=session_id,
+            reason=reason,
+            detail=detail,
+            contact_email=contact_email or None,
+            **fields,
+        )
+        for _ in range(50):
+            if await self.redis.set(self._open_key(session_id), candidate.ticket_id, nx=True):
+                pipe = self.redis.pipeline()
+                pipe.set(self._key(candidate.ticket_id), candidate.model_dump_json())
+                pipe.zadd(self._index, {candidate.ticket_id: datetime.now(UTC).timestamp()})
+                await pipe.execute()
+                return candidate, True
+            existing = await self.open_ticket_for(session_id)
+            if existing is None:
+                # The pointer names a closed ticket, or its creator has not saved it yet.
+                pointed = await self.redis.get(self._open_key(session_id))
+                if pointed and await self.get(pointed if isinstance(pointed, str) else pointed.decode()):
+                    await self.redis.delete(self._open_key(session_id))
+                else:
+                    await asyncio.sleep(0.01)
+                continue
+            update = {**fields, "updated_at": _now()}
+            if detail:
+                update["detail"] = detail
+            if candidate.contact_email:
+                update["contact_email"] = candidate.contact_email
+            if not transcript:
+                update.pop("transcript")
+            if not sources:
+                update.pop("sources")
+            updated = existing.model_copy(update=update)
+            await self._save(updated)
+            return updated, False
+        raise RuntimeError(f"could not claim a ticket for session {session_id}")
+
+    async def list(self, status: str | None = None, limit: int = 100) -> list[Ticket]:
+        """Newest first; filtered by status when given."""
+        tickets: list[Ticket] = []
+        start = 0
+        while len(tickets) < limit:
+            ids = await self.redis.zrevrange(self._index, start, start + 199)
+            if not ids:
+                break
+            start += len(ids)
+            raws = await self.redis.mget([self._key(i if isinstance(i, str) else i.decode()) for i in ids])
+            for raw in raws:
+                if raw:
+                    ticket = Ticket.model_validate_json(raw)
+                    if status is None or ticket.status == status:
+                        tickets.append(ticket)
+        return tickets[:limit]
+
+    async def update(self, ticket_id: str, *, status: Status, note: str | None = None) -> Ticket:
+        ticket = await self.get(ticket_id)
+        if ticket is None:
+            raise TicketNotFound(ticket_id)
+        now = _now()
+        ticket = ticket.model_copy(
+            update={
+                "status": status,
+                "updated_at": now,
+                "notes": [*ticket.notes, Note(at=now, status=status, note=note)],
+            }
+        )
+        await self._save(ticket)
+        if status not in ACTIVE:
+            # Free the session to open a new ticket later, unless the pointer already moved on.
+            open_key = self._open_key(ticket.session_id)
+            pointed = await self.redis.get(open_key)
+            if pointed and (pointed if isinstance(pointed, str) else pointed.decode()) == ticket_id:
+                await self.redis.delete(open_key)
+        return ticket
