@@ -21,7 +21,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from api import chat, feedback, health, metrics, search, sessions, tickets
-from api.deps import Services, build_agent
+from api.deps import Services, build_agent, redis_pool
 from api.errors import add_error_handlers
 from api.limits import RateLimits
 from api.security import SecurityHeadersMiddleware
@@ -60,7 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        redis = aioredis.Redis.from_url(settings.redis_url, decode_responses=True, health_check_interval=30)
+        redis = aioredis.Redis(connection_pool=redis_pool(settings, decode_responses=True, health_check_interval=30))
         state = Services(settings=settings, redis=redis, graph=agent)
         app.state.services = state
         app.state.limits = RateLimits(settings)
@@ -71,6 +71,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             for task in list(state.background):
                 task.cancel()
             await redis.aclose()
+            saver = getattr(agent, "checkpointer", None)
+            if hasattr(saver, "aclose"):
+                await saver.aclose()
 
     app = FastAPI(
         title="Support chatbot",

@@ -72,6 +72,7 @@ class Settings(BaseSettings):
     rate_limit_session: str = "20/minute"
     rate_limit_ip: str = "60/minute"
     chat_lock_seconds: int = 300
+    redis_max_connections: int = 200
     sse_ping_seconds: float = 15.0
     frame_ancestors: str = "'self'"
     ticket_webhook_url: str | None = None

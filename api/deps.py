@@ -76,8 +76,22 @@ def build_agent(settings: Settings) -> Any:
     from graph.checkpointer import make_checkpointer
     from graph.graph import build_graph
 
-    checkpointer = make_checkpointer(settings.redis_url, settings.session_ttl_seconds)
-    return build_graph(checkpointer)
+    client = aioredis.Redis(connection_pool=redis_pool(settings, decode_responses=False))  # the saver needs bytes
+    checkpointer = make_checkpointer(settings.redis_url, settings.session_ttl_seconds, client=client)
+    return build_graph(checkpointer, settings)
+
+
+def redis_pool(settings: Settings, **options: Any) -> aioredis.BlockingConnectionPool:
+    """A pool that waits for a free connection instead of failing: redis-py's default pool raises
+    `MaxConnectionsError` beyond 100 connections, which 100 concurrent answers reached (bench/load_bench.py)."""
+    return aioredis.BlockingConnectionPool.from_url(
+        settings.redis_url,
+        max_connections=settings.redis_max_connections,
+        timeout=10,
+        socket_timeout=5,
+        socket_connect_timeout=5,
+        **options,
+    )
 
 
 # Typed dependencies, as in FastAPI's full-stack template: `redis: RedisDep` in a route's signature.

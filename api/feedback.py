@@ -1,6 +1,6 @@
 """Thumbs up / down on an answer, kept for the support leads' console.
 
-When /chat finishes an answer it remembers it under `chat:answer:<message_id>` (question, answer, sources;
+When /chat finishes an answer it remembers it under `api:answer:<message_id>` (question, answer, sources;
 same sliding expiry as the conversation), so feedback needs only the message id, and the console shows
 what was rated. Ratings live in the Redis hash `feedback` (message id → JSON, no expiry): one rating per
 answer, a later click replaces an earlier one.
@@ -26,7 +26,7 @@ router = APIRouter(prefix="/api", tags=["feedback"])
 
 
 def _answer_key(message_id: str) -> str:
-    return f"chat:answer:{message_id}"
+    return f"api:answer:{message_id}"
 
 
 async def remember_answer(

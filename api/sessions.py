@@ -1,6 +1,6 @@
 """Chat sessions: server-issued ids, the per-session streaming lock, and the history / erase routes.
 
-A session exists when the server issued its id: a marker key `chat:session:<id>` (sliding expiry, the same
+A session exists when the server issued its id: a marker key `api:session:<id>` (sliding expiry, the same
 SESSION_TTL_SECONDS as the conversation). An id the client made up, or one that expired, is never adopted:
 /chat issues a new one. Ids that do not even look like ours are 404 here, so no request can reach another
 session's data by guessing a key pattern.
@@ -23,7 +23,7 @@ router = APIRouter(prefix="/api/sessions", tags=["sessions"])
 
 
 def _marker(session_id: str) -> str:
-    return f"chat:session:{session_id}"
+    return f"api:session:{session_id}"
 
 
 async def issue(redis: aioredis.Redis, ttl: int) -> str:
@@ -45,7 +45,7 @@ async def known(redis: aioredis.Redis, session_id: str | None, ttl: int | None =
 def streaming_lock(redis: aioredis.Redis, session_id: str, seconds: int) -> Lock:
     """Held while one answer streams, so a second message in the same session gets 409. The timeout frees it
     even if the process dies mid-answer."""
-    return redis.lock(f"chat:lock:{session_id}", timeout=seconds, blocking=False)
+    return redis.lock(f"api:lock:{session_id}", timeout=seconds, blocking=False)
 
 
 async def require_session(session_id: str, redis: aioredis.Redis, settings: Settings) -> str:

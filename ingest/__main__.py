@@ -1,4 +1,9 @@
-"""`python -m ingest PATH... [--base-url URL] [--collection NAME] [--prune]` (docs/ingestion.md)."""
+"""`python -m ingest PATH... [--base-url URL] [--collection NAME] [--prune]` (docs/ingestion.md).
+
+Exit codes: 0 done (also when every file was unchanged), 1 nothing could be ingested although there was input,
+2 the knowledge base (Chroma) cannot be reached or a setting is invalid, 130 interrupted (the index stays usable;
+run the same command again).
+"""
 
 from __future__ import annotations
 
@@ -9,22 +14,35 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from ingest.pipeline import StoreUnavailable, ingest  # noqa: E402
-from settings import get_settings  # noqa: E402
+from ingest.pipeline import IngestReport, StoreUnavailable, ingest
+from settings import get_settings
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m ingest", description="Index documents into the knowledge base.")
+    parser.add_argument("paths", nargs="+", type=Path, help="files or folders (.md .markdown .html .htm .txt .pdf)")
+    parser.add_argument("--base-url", help="public URL of each PATH's folder; a file's URL is this + its relative path")
+    parser.add_argument("--collection", help="Chroma collection (default: KB_COLLECTION)")
+    parser.add_argument("--prune", action="store_true", help="remove chunks of files under PATHs that are gone")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (also off when not a terminal)")
+    return parser.parse_args(argv)
+
+
+def exit_code(report: IngestReport) -> int:
+    """Failure only when there was input and none of it is in the index (nor was anything pruned)."""
+    had_input = report.files > 0 or bool(report.skipped)
+    nothing_done = report.embedded + report.unchanged + report.deleted == 0
+    return 1 if had_input and nothing_done else 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ingest", description="Index documents into the knowledge base.")
-    parser.add_argument("paths", nargs="+", type=Path, help="files or folders (.md .html .txt .pdf)")
-    parser.add_argument("--base-url", help="public URL of the folder; a file's URL is this + its relative path")
-    parser.add_argument("--collection", help="Chroma collection (default: KB_COLLECTION)")
-    parser.add_argument("--prune", action="store_true", help="remove chunks of files under PATHs that are gone")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
-
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("pypdf").setLevel(logging.ERROR)  # a broken PDF is reported once, as a skipped file
     try:
         report = ingest(
             args.paths,
@@ -34,18 +52,16 @@ def main(argv: list[str] | None = None) -> int:
             prune=args.prune,
             show_progress=not args.no_progress and sys.stderr.isatty(),
         )
-    except StoreUnavailable as error:
+    except (StoreUnavailable, ValueError) as error:  # unreachable store or an invalid setting
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: the index is still usable; run the same command again to finish", file=sys.stderr)
+        print("\ninterrupted: the index is still usable; run the same command again to finish", file=sys.stderr)
         return 130
     for path, reason in report.skipped:
         print(f"skipped {path}: {reason}", file=sys.stderr)
-    print(report)
-    nothing_ingested = report.files > 0 and report.embedded + report.unchanged == 0
-    no_files = report.files == 0 and not report.deleted
-    return 1 if nothing_ingested or no_files else 0
+    print(report, flush=True)
+    return exit_code(report)
 
 
 if __name__ == "__main__":

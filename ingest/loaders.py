@@ -6,18 +6,21 @@ Every loader raises `Unreadable` with a reason a person can act on; the pipeline
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import frontmatter
-from bs4 import BeautifulSoup
+from bs4 import BeautifulSoup, Tag
 from pypdf import PdfReader
 from pypdf.errors import PyPdfError
 
-from ingest.splitter import Section, markdown_sections, slugify
+from ingest.splitter import Anchors, Section, first_heading, markdown_sections
 
 SUFFIXES = {".md", ".markdown", ".html", ".htm", ".txt", ".text", ".pdf"}
 _HEADINGS = ["h1", "h2", "h3", "h4", "h5", "h6"]
+_BLOCKS = ["p", "div", "li", "pre", "blockquote", "table", "tr", "dd", "dt", "section", "article", "br", "hr"]
+_DROP = ["script", "style", "nav", "header", "footer", "noscript", "template", "svg", "form"]
 _MARK = "\x00HEADING\x00"
 
 
@@ -28,11 +31,12 @@ class Unreadable(ValueError):
 @dataclass(frozen=True)
 class Loaded:
     title: str
-    url: str | None  # from front matter; None → derived from --base-url
+    url: str | None  # from front matter; None → derived from --base-url or the file's path
     sections: list[Section]
 
 
 def _decode(raw: bytes) -> str:
+    """UTF-8 text only: a NUL byte means binary, anything else undecodable is named with its position."""
     if b"\x00" in raw[:8192]:
         raise Unreadable("binary file (NUL bytes)")
     try:
@@ -42,60 +46,78 @@ def _decode(raw: bytes) -> str:
 
 
 def load_markdown(raw: bytes, path: Path) -> Loaded:
+    """Front matter `title:` and `url:` win; else the first heading, else the file name."""
     try:
         post = frontmatter.loads(_decode(raw))
     except Unreadable:
         raise
-    except Exception as error:  # malformed YAML front matter
-        raise Unreadable(f"bad front matter: {error}") from None
-    first_heading, sections = markdown_sections(post.content)
-    title = str(post.get("title") or first_heading or path.stem)
-    url = post.get("url")
-    return Loaded(title, str(url) if url else None, sections)
+    except Exception as error:  # malformed YAML in the front matter
+        raise Unreadable(f"bad front matter: {' '.join(str(error).split())}") from None
+    sections = markdown_sections(post.content)
+    title = str(post.get("title") or "").strip() or first_heading(sections) or _name(path)
+    url = str(post.get("url") or "").strip()
+    return Loaded(title, url or None, sections)
+
+
+def _html_anchor(heading: Tag, anchors: Anchors, text: str) -> str:
+    """The page's own id (on the heading, or on its wrapping <section> as Sphinx does), else a GitHub slug."""
+    wrapper = heading.parent if heading.parent is not None and heading.parent.name == "section" else None
+    own = heading.get("id") or (wrapper.get("id") if wrapper is not None else None)
+    return str(own) if own else anchors(text)
 
 
 def load_html(raw: bytes, path: Path) -> Loaded:
+    """Sections by h1-h6; page chrome (nav, header, footer, scripts) left out; blocks become paragraphs."""
     soup = BeautifulSoup(_decode(raw), "html.parser")
-    for tag in soup(["script", "style", "nav", "header", "footer", "noscript", "template"]):
+    page_title = soup.title.get_text(" ", strip=True) if soup.title else ""
+    for tag in soup(_DROP):
         tag.decompose()
     for link in soup.select("a.headerlink"):  # Sphinx's "¶" links
         link.decompose()
-    page_title = soup.title.get_text(" ", strip=True) if soup.title else ""
-    first_h1 = ""
+    anchors = Anchors()
+    levels: dict[str, int] = {}
     for heading in soup.find_all(_HEADINGS):
-        text = heading.get_text(" ", strip=True)
-        anchor = heading.get("id") or (heading.parent.get("id") if heading.parent else None) or slugify(text)
-        if heading.name == "h1" and not first_h1:
-            first_h1 = text
-        heading.replace_with(f"\n{_MARK}{anchor}{_MARK}{text}\n")
+        text = " ".join(heading.get_text(" ").split())
+        anchor = _html_anchor(heading, anchors, text)
+        levels[anchor] = levels.get(anchor) or int(heading.name[1])
+        heading.replace_with(f"\n\n{_MARK}{anchor}{_MARK}{text}\n\n")
+    for block in soup.find_all(_BLOCKS):
+        block.insert_before("\n\n")
+        block.insert_after("\n\n")
     body = soup.body or soup
     sections: list[Section] = []
-    heading, anchor, lines = "", "", []
-    for line in body.get_text("\n").splitlines():
-        if line.startswith(_MARK):
-            sections.append(Section(heading, anchor, "\n".join(lines).strip()))
-            _, anchor, heading = line.split(_MARK, 2)
-            lines = []
-        elif line.strip():
-            lines.append(line.strip())
-    sections.append(Section(heading, anchor, "\n".join(lines).strip()))
-    return Loaded(first_h1 or page_title or path.stem, None, [s for s in sections if s.text])
+    heading, anchor, paragraphs = "", "", []
+    for paragraph in re.split(r"\n\s*\n", body.get_text()):
+        if paragraph.strip().startswith(_MARK):
+            sections.append(Section(heading, anchor, "\n\n".join(paragraphs), levels.get(anchor, 0)))
+            _, anchor, heading = paragraph.strip().split(_MARK, 2)
+            paragraphs = []
+        elif paragraph.strip():
+            paragraphs.append(" ".join(paragraph.split()))
+    sections.append(Section(heading, anchor, "\n\n".join(paragraphs), levels.get(anchor, 0)))
+    sections = [section for section in sections if section.text]
+    return Loaded(first_heading(sections) or page_title or _name(path), None, sections)
 
 
 def load_text(raw: bytes, path: Path) -> Loaded:
-    return Loaded(path.stem.replace("_", " ").replace("-", " "), None, [Section("", "", _decode(raw).strip())])
+    return Loaded(_name(path), None, [Section("", "", _decode(raw).strip())])
 
 
 def load_pdf(raw: bytes, path: Path) -> Loaded:
-    """One section per page, anchored `#page=N` (what PDF viewers understand)."""
+    """One section per page, anchored `#page=N` (what PDF viewers understand); title from the PDF's metadata."""
     try:
-        reader = PdfReader(io.BytesIO(raw))
+        reader = PdfReader(io.BytesIO(raw), strict=False)
         pages = [page.extract_text() or "" for page in reader.pages]
-        title = (reader.metadata.title if reader.metadata else None) or path.stem
-    except (PyPdfError, ValueError, KeyError, TypeError, OSError) as error:
-        raise Unreadable(f"broken PDF: {error}") from None
+        title = (reader.metadata.title if reader.metadata else None) or _name(path)
+    except Exception as error:  # pypdf raises many types on damaged files (PdfReadError, ValueError, KeyError…)
+        kind = "" if isinstance(error, PyPdfError) else f"{type(error).__name__}: "
+        raise Unreadable(f"broken PDF ({kind}{error})") from None
     sections = [Section("", f"page={n}", text.strip()) for n, text in enumerate(pages, 1) if text.strip()]
     return Loaded(str(title), None, sections)
+
+
+def _name(path: Path) -> str:
+    return path.stem.replace("_", " ").replace("-", " ").strip() or path.name
 
 
 LOADERS = {
@@ -109,12 +131,19 @@ LOADERS = {
 }
 
 
-def load(path: Path, max_bytes: int) -> Loaded:
+def check_size(path: Path, max_bytes: int) -> None:
+    """Refuse an empty file or one over INGEST_MAX_FILE_MB without reading it."""
     size = path.stat().st_size
     if size > max_bytes:
-        raise Unreadable(f"larger than the limit ({size / 1e6:.1f} MB > {max_bytes / 1e6:.1f} MB, INGEST_MAX_FILE_MB)")
-    raw = path.read_bytes()
-    loaded = LOADERS[path.suffix.lower()](raw, path)
-    if not any(section.text.strip() for section in loaded.sections):
-        raise Unreadable("empty (no text)")
+        raise Unreadable(f"larger than the limit ({size / 1e6:.1f} MB > {max_bytes / 1e6:g} MB, INGEST_MAX_FILE_MB)")
+    if size == 0:
+        raise Unreadable("empty file")
+
+
+def load(path: Path, max_bytes: int) -> Loaded:
+    """Load one supported file, refusing oversized, empty, binary and undecodable ones with a reason."""
+    check_size(path, max_bytes)
+    loaded = LOADERS[path.suffix.lower()](path.read_bytes(), path)
+    if not loaded.sections:
+        raise Unreadable("no text (empty after front matter and markup)")
     return loaded

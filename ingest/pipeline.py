@@ -1,8 +1,10 @@
-"""Files → chunks → embeddings → Chroma, incrementally.
+"""Files → chunks → embeddings → Chroma, incrementally (docs/ingestion.md).
 
 What makes a re-run cheap and a crash harmless:
-- every chunk id is stable (source + content), and each chunk records a `file_hash` of the file's bytes and the
-  splitting parameters, so an unchanged file is recognised without parsing or embedding it;
+- every chunk records `file_hash` (the file's bytes + the splitting parameters) and `file_chunks` (how many
+  chunks the file has), read back with one paged `collection.get`; a file whose stored chunks all carry its
+  current hash and are all there is skipped without being parsed or embedded;
+- chunk ids are stable (source + URL + section + text), so a changed file only embeds the chunks that are new;
 - a changed file's new chunks are written before its stale ones are deleted, so an interrupted run leaves a
   usable index and the next run finishes the job;
 - after any change the collection's `kb_version` metadata is bumped, so searching processes rebuild BM25.
@@ -13,14 +15,16 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from chromadb.api.models.Collection import Collection
 from tqdm import tqdm
 
-from ingest.loaders import SUFFIXES, Loaded, Unreadable, load
+from ingest.loaders import SUFFIXES, Loaded, Unreadable, check_size, load
 from ingest.splitter import split_words
 from settings import Settings
 from tools.documents import Chunk, index_text
@@ -29,9 +33,11 @@ from tools.store import get_collection
 
 log = logging.getLogger(__name__)
 
-EMBED_BATCH = 64  # chunks embedded (and written) per call
+EMBED_BATCH = 64  # chunks embedded and written per call: near the model's own throughput, small loss on a crash
 PAGE = 5000  # rows per collection.get()/delete() call (Chroma's limit is 5 461)
-SPLITTER_VERSION = "1"
+SPLITTER_VERSION = "2"  # bump when the splitting changes, so every file is re-chunked once
+
+Metadata = dict[str, Any]
 
 
 class StoreUnavailable(RuntimeError):
@@ -40,113 +46,196 @@ class StoreUnavailable(RuntimeError):
 
 @dataclass
 class IngestReport:
-    files: int = 0  # supported files looked at
     added: int = 0  # chunks embedded for files new to the index
     updated: int = 0  # chunks embedded for files that changed
-    unchanged: int = 0  # chunks kept as they were
+    unchanged: int = 0  # chunks kept as they were (not embedded again)
     deleted: int = 0  # stale chunks removed (changed or pruned files)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    files: int = 0  # supported files found under the paths
     seconds: float = 0.0
-
-    @property
-    def embedded(self) -> int:
-        return self.added + self.updated
+    embedded: int = 0  # texts sent to the embedding model (= added + updated)
 
     def __str__(self) -> str:
         return (
-            f"{self.files} files: {self.added} chunks added, {self.updated} updated, {self.unchanged} unchanged, "
-            f"{self.deleted} deleted, {len(self.skipped)} files skipped, {self.seconds:.1f} s"
+            f"ingest: {self.files} files seen, {len(self.skipped)} skipped; chunks: {self.added} added, "
+            f"{self.updated} updated, {self.unchanged} unchanged, {self.deleted} deleted; {self.seconds:.1f} s"
         )
 
 
 @dataclass
-class _Pending:
-    """A file whose new chunks are being written; its stale ids go once they are all in."""
+class _FileJob:
+    """One changed or new file: its chunks still to write, then what to finish once they are in."""
 
-    chunks: list[Chunk]
-    stale: list[str]
-    changed: bool
+    new_file: bool
+    waiting: int  # chunks of this file not yet written
+    kept: list[tuple[str, Metadata]]  # existing ids whose metadata is refreshed (no embedding)
+    stale: list[str]  # ids removed once the new chunks are in
 
 
-def discover(paths: Iterable[Path], report: IngestReport) -> list[tuple[Path, Path]]:
-    """(file, root) pairs: folders walked (hidden entries skipped), unsupported files in folders ignored."""
-    found: list[tuple[Path, Path]] = []
+@contextmanager
+def _store(action: str) -> Iterator[None]:
+    """Turn any failure of a store call into StoreUnavailable, so the CLI prints one line instead of a traceback."""
+    try:
+        yield
+    except StoreUnavailable:
+        raise
+    except Exception as error:
+        raise StoreUnavailable(f"the knowledge base failed while {action}: {type(error).__name__}: {error}") from error
+
+
+def discover(paths: list[Path], report: IngestReport) -> list[tuple[Path, Path]]:
+    """(file, root) pairs, each file once: folders walked recursively (hidden entries and unsupported file types
+    ignored); a named file of an unsupported type or a missing path is reported as skipped."""
+    found: dict[Path, Path] = {}
     for path in paths:
         if path.is_file():
             if path.suffix.lower() in SUFFIXES:
-                found.append((path, path.parent))
+                found.setdefault(path.resolve(), path.parent)
             else:
                 report.skipped.append((str(path), f"unsupported file type {path.suffix or '(none)'}"))
         elif path.is_dir():
             for file in sorted(path.rglob("*")):
-                relative = file.relative_to(path).parts
-                if file.is_file() and file.suffix.lower() in SUFFIXES and not any(p.startswith(".") for p in relative):
-                    found.append((file, path))
+                hidden = any(part.startswith(".") for part in file.relative_to(path).parts)
+                if not hidden and file.suffix.lower() in SUFFIXES and file.is_file():
+                    found.setdefault(file.resolve(), path)
         else:
             report.skipped.append((str(path), "no such file or folder"))
-    return found
+    return [(file, root.resolve()) for file, root in found.items()]
 
 
-def _url(loaded: Loaded, file: Path, root: Path, base_url: str | None, anchor: str) -> str:
+def page_url(loaded: Loaded, file: Path, root: Path, base_url: str | None, anchor: str) -> str:
+    """Front matter `url` (kept as written when it has a '#'), else base URL + path relative to the PATH
+    argument's folder, else the file's absolute file:// URI; plus `#anchor` of the section."""
     if loaded.url and "#" in loaded.url:
         return loaded.url
-    page = loaded.url or (
-        f"{base_url.rstrip('/')}/{file.relative_to(root).as_posix()}" if base_url else file.resolve().as_uri()
-    )
+    page = loaded.url or (f"{base_url.rstrip('/')}/{file.relative_to(root).as_posix()}" if base_url else file.as_uri())
     return f"{page}#{anchor}" if anchor else page
 
 
 def chunk_file(file: Path, root: Path, loaded: Loaded, file_hash: str, base_url: str | None, words: int) -> list[Chunk]:
-    chunks: dict[str, Chunk] = {}  # by id: a file repeating a passage gets one row
-    source = str(file.resolve())
+    """Sections split into pieces of ~`words` words; a passage repeated in one section is kept once."""
+    chunks: dict[str, Chunk] = {}
     for section in loaded.sections:
-        url = _url(loaded, file, root, base_url, section.anchor)
+        url = page_url(loaded, file, root, base_url, section.anchor)
         for piece in split_words(section.text, words):
-            chunk = Chunk(piece, loaded.title, url, source, section.heading, file_hash, len(chunks))
+            chunk = Chunk(piece, loaded.title, url, str(file), section.heading, file_hash, len(chunks))
             chunks.setdefault(chunk.chunk_id, chunk)
     return list(chunks.values())
 
 
-def _existing(collection: Collection) -> dict[str, dict[str, str]]:
-    """source → {chunk id: file_hash} for every row, read page by page."""
-    rows: dict[str, dict[str, str]] = {}
+def file_hash(file: Path, settings: Settings, base_url: str | None) -> str:
+    """Changes when the file or anything that shapes its chunks changes."""
+    with file.open("rb") as handle:
+        digest = hashlib.file_digest(handle, "sha256")
+    digest.update(f"|words={settings.chunk_words}|splitter={SPLITTER_VERSION}|base={base_url or ''}".encode())
+    return digest.hexdigest()[:32]
+
+
+def read_state(collection: Collection) -> dict[str, dict[str, Metadata]]:
+    """source → {chunk id: metadata} for every row: one paged `get`, not one query per file."""
+    rows: dict[str, dict[str, Metadata]] = {}
     offset = 0
-    while True:
-        page = collection.get(include=["metadatas"], limit=PAGE, offset=offset)
-        for chunk_id, metadata in zip(page["ids"], page["metadatas"] or [], strict=False):
-            metadata = metadata or {}
-            rows.setdefault(str(metadata.get("source", "")), {})[chunk_id] = str(metadata.get("file_hash", ""))
-        if len(page["ids"]) < PAGE:
-            return rows
-        offset += PAGE
+    with _store("reading the existing chunks"):
+        while True:
+            page = collection.get(include=["metadatas"], limit=PAGE, offset=offset)  # type: ignore[list-item]
+            for chunk_id, metadata in zip(page["ids"], page["metadatas"] or [], strict=False):
+                metadata = dict(metadata or {})
+                rows.setdefault(str(metadata.get("source", "")), {})[chunk_id] = metadata
+            if len(page["ids"]) < PAGE:
+                return rows
+            offset += PAGE
 
 
-def _delete(collection: Collection, ids: list[str]) -> None:
-    for start in range(0, len(ids), PAGE):
-        collection.delete(ids=ids[start : start + PAGE])
+def is_complete(old: dict[str, Metadata], current_hash: str) -> bool:
+    """All of the file's chunks are stored, from this very version of it."""
+    return bool(old) and all(
+        meta.get("file_hash") == current_hash and meta.get("file_chunks") == len(old) for meta in old.values()
+    )
 
 
-def _flush(collection: Collection, settings: Settings, pending: list[_Pending], report: IngestReport) -> None:
-    chunks = [chunk for item in pending for chunk in item.chunks]
-    if chunks:
-        vectors = get_embeddings(settings).embed_documents([index_text(c.title, c.section, c.text) for c in chunks])
-        collection.upsert(
-            ids=[c.chunk_id for c in chunks],
-            embeddings=vectors,  # type: ignore[arg-type]
-            documents=[c.text for c in chunks],
-            metadatas=[c.metadata() for c in chunks],  # type: ignore[misc]
-        )
-    for item in pending:
-        if item.changed:
-            report.updated += len(item.chunks)
-        else:
-            report.added += len(item.chunks)
-        _delete(collection, item.stale)
-        report.deleted += len(item.stale)
-    pending.clear()
+def _metadata(chunk: Chunk, total: int) -> Metadata:
+    return {**chunk.metadata(), "file_chunks": total}
+
+
+class _Writer:
+    """Embeds and writes chunks in batches of EMBED_BATCH across files; finishes a file once all its chunks
+    are in (refresh kept rows' metadata, then delete stale ids)."""
+
+    def __init__(self, collection: Collection, settings: Settings, report: IngestReport) -> None:
+        self.collection, self.settings, self.report = collection, settings, report
+        self.queue: list[tuple[Chunk, Metadata, _FileJob]] = []
+        self.open_jobs: list[_FileJob] = []
+        self.changed = False
+
+    def add(self, job: _FileJob, chunks: list[tuple[Chunk, Metadata]]) -> None:
+        self.open_jobs.append(job)
+        self.queue.extend((chunk, metadata, job) for chunk, metadata in chunks)
+        while len(self.queue) >= EMBED_BATCH:
+            self._write(self.queue[:EMBED_BATCH])
+            del self.queue[:EMBED_BATCH]
+        self._finish_done()
+
+    def flush(self) -> None:
+        if self.queue:
+            self._write(self.queue)
+            self.queue = []
+        self._finish_done()
+
+    def delete(self, ids: list[str]) -> None:
+        with _store("deleting stale chunks"):
+            for start in range(0, len(ids), PAGE):
+                self.collection.delete(ids=ids[start : start + PAGE])
+        self.report.deleted += len(ids)
+        self.changed = self.changed or bool(ids)
+
+    def _write(self, batch: list[tuple[Chunk, Metadata, _FileJob]]) -> None:
+        texts = [index_text(chunk.title, chunk.section, chunk.text) for chunk, _, _ in batch]
+        vectors = get_embeddings(self.settings).embed_documents(texts)
+        with _store("writing chunks"):
+            self.collection.upsert(
+                ids=[chunk.chunk_id for chunk, _, _ in batch],
+                embeddings=vectors,  # type: ignore[arg-type]
+                documents=[chunk.text for chunk, _, _ in batch],
+                metadatas=[metadata for _, metadata, _ in batch],  # type: ignore[arg-type]
+            )
+        self.changed = True
+        self.report.embedded += len(batch)
+        for _, _, job in batch:
+            job.waiting -= 1
+            if job.new_file:
+                self.report.added += 1
+            else:
+                self.report.updated += 1
+
+    def _finish_done(self) -> None:
+        for job in [job for job in self.open_jobs if job.waiting == 0]:
+            if job.kept:
+                with _store("updating chunk metadata"):
+                    self.collection.update(ids=[i for i, _ in job.kept], metadatas=[m for _, m in job.kept])
+                self.changed = True
+            self.delete(job.stale)
+            self.open_jobs.remove(job)
+
+
+def plan_file(chunks: list[Chunk], old: dict[str, Metadata]) -> tuple[list[tuple[Chunk, Metadata]], _FileJob]:
+    """Which chunks to embed (new ids, or a changed title, which changes the embedded text), which stored rows
+    only need fresh metadata, and which are stale."""
+    to_embed: list[tuple[Chunk, Metadata]] = []
+    kept: list[tuple[str, Metadata]] = []
+    for chunk in chunks:
+        metadata = _metadata(chunk, len(chunks))
+        stored = old.get(chunk.chunk_id)
+        if stored is None or stored.get("title") != chunk.title:
+            to_embed.append((chunk, metadata))
+        elif any(stored.get(key) != value for key, value in metadata.items()):
+            kept.append((chunk.chunk_id, metadata))
+    ids = {chunk.chunk_id for chunk in chunks}
+    stale = [chunk_id for chunk_id in old if chunk_id not in ids]
+    return to_embed, _FileJob(new_file=not old, waiting=len(to_embed), kept=kept, stale=stale)
 
 
 def open_collection(settings: Settings, collection: str | Collection | None) -> Collection:
+    """`collection` may be a name (default KB_COLLECTION) or an already opened Chroma collection."""
     if isinstance(collection, Collection):
         return collection
     try:
@@ -154,6 +243,13 @@ def open_collection(settings: Settings, collection: str | Collection | None) -> 
     except Exception as error:  # connection refused, folder locked, bad name: all end the run the same way
         where = settings.chroma_url or settings.chroma_dir
         raise StoreUnavailable(f"cannot open the knowledge base at {where}: {error}") from error
+
+
+def bump_version(collection: Collection) -> None:
+    """Tell searching processes (tools/retrieval.py) to rebuild their BM25 index. `modify` keeps the
+    collection's cosine configuration; only the metadata is replaced, so the other keys are carried over."""
+    with _store("bumping kb_version"):
+        collection.modify(metadata={**(collection.metadata or {}), "kb_version": str(time.time_ns())})
 
 
 def ingest(
@@ -165,54 +261,56 @@ def ingest(
     prune: bool = False,
     show_progress: bool = False,
 ) -> IngestReport:
-    """Bring the collection in line with the files under `paths`; see the module docstring."""
+    """Bring the collection in line with the files under `paths`. Bad files are reported in `skipped`, never
+    raised; StoreUnavailable is raised when Chroma cannot be reached."""
     started = time.perf_counter()
+    if settings.chunk_words < 1:
+        raise ValueError(f"CHUNK_WORDS must be at least 1 (got {settings.chunk_words})")
+    paths = [Path(path) for path in paths]
     report = IngestReport()
     store = open_collection(settings, collection)
-    existing = _existing(store)
+    existing = read_state(store)
     files = discover(paths, report)
     report.files = len(files)
-    seen: set[str] = set()
-    pending: list[_Pending] = []
-    params = f"|words={settings.chunk_words}|splitter={SPLITTER_VERSION}|base={base_url or ''}"
-    changed = False
+    writer = _Writer(store, settings, report)
+    max_bytes = int(settings.ingest_max_file_mb * 1_000_000)
     try:
         for file, root in tqdm(files, desc="ingest", unit="file", disable=not show_progress):
-            source = str(file.resolve())
-            seen.add(source)
+            old = existing.get(str(file), {})
             try:
-                raw_hash = hashlib.sha256(file.read_bytes()).hexdigest()
-            except OSError as error:
-                report.skipped.append((str(file), f"cannot read: {error.strerror}"))
-                continue
-            file_hash = hashlib.sha256((raw_hash + params).encode()).hexdigest()[:32]
-            old = existing.get(source, {})
-            if old and all(h == file_hash for h in old.values()):
-                report.unchanged += len(old)
-                continue
-            try:
-                loaded = load(file, int(settings.ingest_max_file_mb * 1e6))
+                check_size(file, max_bytes)  # before hashing: never read a huge file
+                current_hash = file_hash(file, settings, base_url)
+                if is_complete(old, current_hash):
+                    report.unchanged += len(old)
+                    continue
+                loaded = load(file, max_bytes)
             except Unreadable as error:
                 report.skipped.append((str(file), str(error)))
                 continue
-            chunks = chunk_file(file, root, loaded, file_hash, base_url, settings.chunk_words)
-            new = [c for c in chunks if c.chunk_id not in old]
-            report.unchanged += len(chunks) - len(new)
-            stale = [chunk_id for chunk_id in old if chunk_id not in {c.chunk_id for c in chunks}]
-            pending.append(_Pending(new, stale, changed=bool(old)))
-            changed = True
-            if sum(len(item.chunks) for item in pending) >= EMBED_BATCH:
-                _flush(store, settings, pending, report)
-        _flush(store, settings, pending, report)
+            except OSError as error:
+                report.skipped.append((str(file), f"cannot read: {error.strerror or error}"))
+                continue
+            except Exception as error:  # a parser choking on odd input must not stop the run
+                log.debug("cannot parse %s", file, exc_info=True)
+                report.skipped.append((str(file), f"cannot parse: {type(error).__name__}: {error}"))
+                continue
+            chunks = chunk_file(file, root, loaded, current_hash, base_url, settings.chunk_words)
+            to_embed, job = plan_file(chunks, old)
+            report.unchanged += len(chunks) - len(to_embed)
+            writer.add(job, to_embed)
+        writer.flush()
         if prune:
-            roots = [str(p.resolve()) for p in paths if p.exists()]
-            gone = [s for s in existing if s not in seen and any(s == r or s.startswith(r + "/") for r in roots)]
-            for source in gone:
-                _delete(store, list(existing[source]))
-                report.deleted += len(existing[source])
-            changed = changed or bool(gone)
-    finally:
-        if changed:
-            store.modify(metadata={**(store.metadata or {}), "kb_version": str(time.time_ns())})
-        report.seconds = time.perf_counter() - started
+            roots = [path.resolve() for path in paths]
+            seen = {str(file) for file, _ in files}
+            for source, rows in existing.items():
+                if source not in seen and any(Path(source).is_relative_to(root) for root in roots):
+                    writer.delete(list(rows))
+    except BaseException:  # Ctrl-C or a store failure: what was written stays; searchers should still see it
+        if writer.changed:
+            with suppress(Exception):
+                bump_version(store)
+        raise
+    if writer.changed:
+        bump_version(store)
+    report.seconds = time.perf_counter() - started
     return report

@@ -1,7 +1,7 @@
 """Heading-aware splitting: a document becomes sections (heading + anchor + text), long sections become pieces.
 
-Chunk size: pieces of about CHUNK_WORDS words (150 by default), measured on the eval set — all-MiniLM-L6-v2
-reads at most 256 word pieces, so longer pieces lose their end (docs/retrieval.md).
+Chunk size: pieces of about CHUNK_WORDS words, a parameter (docs/retrieval.md has the measured value) —
+all-MiniLM-L6-v2 reads at most 256 word pieces, so much longer pieces lose their end.
 """
 
 from __future__ import annotations
@@ -10,9 +10,12 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-_FENCE = re.compile(r"^\s{0,3}(```|~~~)")
-_ATX = re.compile(r"^\s{0,3}(#{1,6})\s+(.*?)\s*#*\s*$")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])")
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[`*])")
+_PARAGRAPH = re.compile(r"\n\s*\n")
+_markdown = MarkdownIt("commonmark", {"html": False}).enable("table")  # the parser api/help.py renders with
 
 
 @dataclass(frozen=True)
@@ -20,47 +23,71 @@ class Section:
     heading: str  # "" for text before the first heading
     anchor: str  # URL fragment without '#', "" when there is none
     text: str
+    level: int = 0  # 1 for h1 … 6 for h6, 0 for text before the first heading
 
 
 def slugify(heading: str) -> str:
-    """GitHub-style anchor: lower case, punctuation dropped, spaces to hyphens."""
+    """GitHub-style anchor: lower case, punctuation dropped (letters, digits, '-', '_' kept), spaces to hyphens."""
     text = unicodedata.normalize("NFKC", heading).strip().lower()
     text = re.sub(r"[^\w\- ]", "", text)
-    return re.sub(r" ", "-", text)
+    return text.replace(" ", "-")
 
 
-def markdown_sections(text: str) -> tuple[str, list[Section]]:
-    """Split Markdown at ATX headings (outside code fences). Returns (first H1 or "", sections)."""
-    sections: list[Section] = []
-    title = ""
-    heading, anchor, lines = "", "", []
-    seen: dict[str, int] = {}
-    in_fence = False
-    for line in text.splitlines():
-        if _FENCE.match(line):
-            in_fence = not in_fence
-        match = None if in_fence else _ATX.match(line)
-        if match is None:
-            lines.append(line)
-            continue
-        sections.append(Section(heading, anchor, "\n".join(lines).strip()))
-        heading = match.group(2).strip()
-        if not title and len(match.group(1)) == 1:
-            title = heading
+class Anchors:
+    """Unique anchors within one page, numbered as GitHub does: `setup`, `setup-1`, `setup-2`."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, int] = {}
+
+    def __call__(self, heading: str) -> str:
         slug = slugify(heading)
-        anchor = slug if slug not in seen else f"{slug}-{seen[slug]}"
-        seen[slug] = seen.get(slug, 0) + 1
-        lines = []
-    sections.append(Section(heading, anchor, "\n".join(lines).strip()))
-    return title, [s for s in sections if s.text]
+        count = self._seen.get(slug, 0)
+        self._seen[slug] = count + 1
+        return slug if count == 0 else f"{slug}-{count}"
+
+
+def heading_text(inline: Token) -> str:
+    """A heading's visible text (what GitHub slugs): inline markup and link targets left out."""
+    parts = [child.content for child in inline.children or [] if child.type in ("text", "code_inline")]
+    return "".join(parts).strip() or inline.content.strip()
+
+
+def markdown_sections(text: str) -> list[Section]:
+    """Split Markdown at its top-level headings (ATX and setext; never inside code fences or lists).
+
+    Section text is the original Markdown between two headings, so code and lists read as written."""
+    lines = text.splitlines()
+    tokens = _markdown.parse(text)
+    anchors = Anchors()
+    sections: list[Section] = []
+    heading, anchor, level, start = "", "", 0, 0
+    for index, token in enumerate(tokens):
+        if token.type != "heading_open" or token.level != 0 or token.map is None:
+            continue
+        sections.append(Section(heading, anchor, "\n".join(lines[start : token.map[0]]).strip(), level))
+        heading = heading_text(tokens[index + 1])
+        anchor, level, start = anchors(heading), int(token.tag[1]), token.map[1]
+    sections.append(Section(heading, anchor, "\n".join(lines[start:]).strip(), level))
+    return [section for section in sections if section.text]
+
+
+def first_heading(sections: list[Section]) -> str:
+    """The page's title by its headings: the first h1, else the first heading of any level, else ""."""
+    for wanted in (lambda s: s.level == 1, lambda s: s.level > 0):
+        for section in sections:
+            if wanted(section):
+                return section.heading
+    return ""
 
 
 def split_words(text: str, max_words: int) -> list[str]:
     """Pieces of at most ~max_words words, cut at paragraph, then sentence, then word boundaries."""
+    if max_words < 1:
+        raise ValueError("max_words must be at least 1")
     if len(text.split()) <= max_words:
         return [text]
     units: list[str] = []
-    for paragraph in re.split(r"\n\s*\n", text):
+    for paragraph in _PARAGRAPH.split(text):
         if len(paragraph.split()) <= max_words:
             units.append(paragraph)
             continue

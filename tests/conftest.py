@@ -61,6 +61,7 @@ def settings(tmp_path: Path, chroma_service: Service, redis_service: Service, ll
         llm_base_url=[llm_service.url],
         kb_collection=f"test-{tmp_path.name}"[-60:].strip("-_.") or "test-collection",
         llm_temperature=0.0,
+        llm_max_tokens=48,  # the tests check structure, not long answers: keep the CPU-bound LLM quick
     )
 
 
@@ -81,6 +82,7 @@ def app_server(
         "REDIS_URL": redis_service.url,
         "LLM_BASE_URL": llm_service.url,
         "LLM_TEMPERATURE": "0",
+        "LLM_MAX_TOKENS": "64",
         "KB_COLLECTION": f"api-{work.name}"[-60:],
         "ADMIN_TOKEN": API_ADMIN_TOKEN,
         "RATE_LIMIT_IP": "100000/minute",

@@ -19,7 +19,8 @@ from typing import Literal
 import redis.asyncio as aioredis
 from pydantic import BaseModel, EmailStr, Field
 
-Reason = Literal["customer_request", "no_relevant_answer", "model_unsure", "caller_request", "manual", "llm_down"]
+# Why a ticket was opened: the agent uses these codes; `POST /api/tickets` may give the customer's own words.
+REASONS = ("customer_request", "no_relevant_answer", "model_unsure", "caller_request", "manual")
 Status = Literal["open", "pending", "resolved", "closed"]
 ACTIVE: set[str] = {"open", "pending"}  # a session with such a ticket adds to it instead of opening another
 
@@ -55,7 +56,7 @@ class Note(BaseModel):
 class Ticket(BaseModel):
     ticket_id: str
     session_id: str
-    reason: Reason
+    reason: str = Field(max_length=1000)
     detail: str | None = None
     status: Status = "open"
     transcript: list[TranscriptEntry] = Field(default_factory=list)
@@ -103,7 +104,7 @@ class TicketStore:
         self,
         session_id: str,
         *,
-        reason: Reason,
+        reason: str,
         detail: str | None = None,
         transcript: list[dict] | list[TranscriptEntry],
         sources: list[dict] | list[SourceRef],

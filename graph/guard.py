@@ -1,0 +1,51 @@
+"""Decisions on text: does the customer ask for a person, is the model unsure, does it promise a ticket.
+
+Heuristics on purpose: they cost nothing on CPU, where a second LLM call would double the time to first token.
+"""
+
+from __future__ import annotations
+
+import re
+
+_ASKS_FOR_PERSON = re.compile(
+    r"\b(human|real person|live (agent|person|chat)|(support|customer service) (agent|team|rep)|representative|"
+    r"operator|somebody real|someone real)\b"
+    r"|\b(talk|speak|chat|connect me|put me through)\b.{0,20}\b(to|with)\b.{0,15}"
+    r"\b(someone|somebody|person|agent|staff)\b",
+    re.IGNORECASE,
+)
+_UNSURE = re.compile(
+    r"\b(escalat\w*|human agent|not sure|unsure|i (do not|don't) know|(cannot|can't|unable to) (help|answer|find)|"
+    r"(do not|don't) have (enough |any )?(information|details))\b",
+    re.IGNORECASE,
+)
+_SENTENCES = re.compile(r"(?<=[.!?])\s+")
+_HANDOVER = re.compile(r"\b(ticket|case|escalat\w*|support team|human agent|colleague|specialist)\b", re.IGNORECASE)
+_CLAIM_VERB = re.compile(
+    r"\b(i|we)('ve| have| am| 'm|'m| will|'ll| are)?\s+(just\s+)?(created|opened|filed|raised|submitted|logged|"
+    r"escalated|forwarded|assigned|contacted)\b|#\s?\d{3,}|\bticket (number|id|#)",
+    re.IGNORECASE,
+)
+CORRECTION = "(No ticket has been opened. If you'd like a person to help, choose “Escalate to human”.)"
+
+
+def asks_for_person(message: str) -> bool:
+    return _ASKS_FOR_PERSON.search(message) is not None
+
+
+def model_is_unsure(answer: str) -> bool:
+    return _UNSURE.search(answer) is not None
+
+
+def remove_false_promises(answer: str) -> tuple[str, bool]:
+    """Drop sentences that claim a ticket or hand-over exists; say whether any were dropped.
+
+    Applied when no ticket was created in this turn: the bot never says one exists unless it does.
+    """
+    kept, changed = [], False
+    for sentence in _SENTENCES.split(answer):
+        if _HANDOVER.search(sentence) and _CLAIM_VERB.search(sentence):
+            changed = True
+        else:
+            kept.append(sentence)
+    return (" ".join(kept).strip(), True) if changed else (answer, False)

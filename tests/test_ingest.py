@@ -1,0 +1,438 @@
+"""Document ingestion (`ingest/`, docs/ingestion.md): real files in tmp_path, the real embedding model and the
+real Chroma server of the test session. Nothing is mocked."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pypdf import PdfWriter
+from pypdf.generic import ContentStream, DictionaryObject, NameObject
+
+from ingest.pipeline import IngestReport, ingest
+from settings import Settings
+from tools.embeddings import get_embeddings
+from tools.store import get_collection
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).parent / "fixtures" / "ingest"
+BASE = "https://help.example.com/docs"
+
+
+# --- helpers -------------------------------------------------------------------------------------------------
+
+
+def copy_help(tmp_path: Path) -> Path:
+    """The fixture help centre (Markdown, HTML, text) copied to a folder the test may change."""
+    folder = tmp_path / "help"
+    shutil.copytree(FIXTURES / "help", folder)
+    return folder
+
+
+def write_pdf(path: Path, title: str, pages: list[str]) -> Path:
+    """A real PDF with one line of Helvetica text per page (pypdf only; no other PDF library is installed)."""
+    writer = PdfWriter()
+    font = DictionaryObject(
+        {
+            NameObject("/Type"): NameObject("/Font"),
+            NameObject("/Subtype"): NameObject("/Type1"),
+            NameObject("/BaseFont"): NameObject("/Helvetica"),
+        }
+    )
+    for text in pages:
+        page = writer.add_blank_page(612, 792)
+        page[NameObject("/Resources")] = DictionaryObject(
+            {NameObject("/Font"): DictionaryObject({NameObject("/F1"): font})}
+        )
+        content = ContentStream(None, None)
+        content.set_data(f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode("latin-1"))
+        page.replace_contents(content)
+    writer.add_metadata({"/Title": title})
+    with path.open("wb") as handle:
+        writer.write(handle)
+    return path
+
+
+def rows(settings: Settings) -> dict[str, dict[str, Any]]:
+    """chunk id → metadata + document, for every chunk in the test collection."""
+    got = get_collection(settings).get(include=["metadatas", "documents"])
+    return {i: {**(m or {}), "text": d} for i, m, d in zip(got["ids"], got["metadatas"], got["documents"], strict=True)}
+
+
+def by_source(settings: Settings, name: str) -> list[dict[str, Any]]:
+    return sorted(
+        (row for row in rows(settings).values() if Path(row["source"]).name == name), key=lambda r: r["position"]
+    )
+
+
+def search(settings: Settings, query: str, k: int = 3) -> list[dict[str, Any]]:
+    """Nearest chunks by the stored embeddings: what a search process would find."""
+    vector = get_embeddings(settings).embed_query(query)
+    found = get_collection(settings).query(query_embeddings=[vector], n_results=k, include=["metadatas", "documents"])
+    return [{**(m or {}), "text": d} for m, d in zip(found["metadatas"][0], found["documents"][0], strict=True)]
+
+
+def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "CHROMA_URL": settings.chroma_url or "",
+        "KB_COLLECTION": settings.kb_collection,
+        "DATA_DIR": str(settings.data_dir),
+        "HF_HUB_OFFLINE": "1",
+    }
+    return {**env, **extra}
+
+
+def run_cli(settings: Settings, *args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ingest", *args],
+        cwd=ROOT,
+        env=cli_env(settings, **extra_env),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+# --- incremental behaviour --------------------------------------------------------------------------------------
+
+
+def test_reingesting_an_unchanged_corpus_embeds_nothing(settings: Settings, tmp_path: Path) -> None:
+    """The second run over the same files recognises every file by its hash: 0 texts embedded, nothing written."""
+    folder = copy_help(tmp_path)
+    write_pdf(folder / "refunds.pdf", "Refund policy", ["Refunds are issued within 14 days."])
+
+    first = ingest([folder], settings, base_url=BASE)
+    assert first.files == 4 and first.skipped == []
+    assert first.added == first.embedded > 0 and first.updated == first.deleted == 0
+    version = get_collection(settings).metadata["kb_version"]
+
+    second = ingest([folder], settings, base_url=BASE)
+    assert second.embedded == second.added == second.updated == second.deleted == 0
+    assert second.unchanged == first.added
+    assert len(rows(settings)) == first.added
+    assert get_collection(settings).metadata["kb_version"] == version, "an unchanged run must not bump kb_version"
+
+
+def test_a_changed_file_is_re_embedded_and_its_old_chunks_are_removed(settings: Settings, tmp_path: Path) -> None:
+    """Only the chunks whose text changed are embedded; the chunks they replace are deleted; the rest stay."""
+    folder = copy_help(tmp_path)
+    ingest([folder], settings, base_url=BASE)
+    before = rows(settings)
+    version = get_collection(settings).metadata["kb_version"]
+    page = folder / "account" / "password.md"
+    page.write_text(page.read_text().replace("expires after 30 minutes", "expires after 2 hours"))
+
+    report = ingest([folder], settings, base_url=BASE)
+
+    assert report.embedded == report.updated == 1 and report.deleted == 1 and report.added == 0
+    after = rows(settings)
+    texts = [row["text"] for row in after.values()]
+    assert any("expires after 2 hours" in text for text in texts)
+    assert not any("expires after 30 minutes" in text for text in texts)
+    assert len(after) == len(before)
+    assert get_collection(settings).metadata["kb_version"] != version, "a change must bump kb_version"
+    again = ingest([folder], settings, base_url=BASE)
+    assert again.embedded == 0 and again.unchanged == len(after)
+
+
+def test_prune_removes_the_chunks_of_files_that_are_gone_only_with_prune(settings: Settings, tmp_path: Path) -> None:
+    folder = copy_help(tmp_path)
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    (other / "kept.md").write_text("# Kept\n\nThis page is outside the pruned folder.\n")
+    ingest([folder, other], settings)
+    (folder / "billing.html").unlink()
+
+    without = ingest([folder], settings)
+    assert without.deleted == 0 and by_source(settings, "billing.html")
+
+    pruned = ingest([folder], settings, prune=True)
+    assert pruned.deleted > 0 and by_source(settings, "billing.html") == []
+    assert by_source(settings, "kept.md"), "chunks of files outside the given paths are never pruned"
+    assert by_source(settings, "password.md")
+
+
+def test_prune_of_a_folder_that_was_removed_whole(settings: Settings, tmp_path: Path) -> None:
+    """A PATH that no longer exists is reported, and with --prune its chunks go."""
+    folder = copy_help(tmp_path)
+    ingest([folder], settings)
+    shutil.rmtree(folder)
+    report = ingest([folder], settings, prune=True)
+    assert report.skipped == [(str(folder), "no such file or folder")]
+    assert report.deleted > 0 and rows(settings) == {}
+
+
+# --- titles and URLs ----------------------------------------------------------------------------------------------
+
+
+def test_front_matter_title_and_url_win_and_sections_get_anchors(settings: Settings, tmp_path: Path) -> None:
+    (tmp_path / "reset.md").write_text(
+        "---\ntitle: Password help\nurl: https://support.example.com/password\n---\n"
+        "# Something else\n\nIntro.\n\n## Reset link expiry\n\nThe link expires after 30 minutes.\n"
+    )
+    ingest([tmp_path / "reset.md"], settings, base_url=BASE)
+    chunks = by_source(settings, "reset.md")
+    assert {chunk["title"] for chunk in chunks} == {"Password help"}
+    assert [chunk["url"] for chunk in chunks] == [
+        "https://support.example.com/password#something-else",
+        "https://support.example.com/password#reset-link-expiry",
+    ]
+    assert chunks[1]["section"] == "Reset link expiry"
+
+
+def test_a_front_matter_url_with_an_anchor_is_kept_as_written(settings: Settings, tmp_path: Path) -> None:
+    """The eval corpus writes one chunk per file with its exact link; that link must come back unchanged."""
+    (tmp_path / "chunk.md").write_text(
+        "---\ntitle: Models\nurl: https://docs.example.com/en/welcome#models\n---\n"
+        "## Choosing a model\n\nPick the smallest model that does the job.\n"
+    )
+    ingest([tmp_path], settings)
+    [chunk] = by_source(settings, "chunk.md")
+    assert chunk["url"] == "https://docs.example.com/en/welcome#models"
+    assert chunk["title"] == "Models"
+
+
+def test_base_url_gives_each_section_a_github_style_anchor(settings: Settings, tmp_path: Path) -> None:
+    """URL = base URL + path relative to the PATH folder + #slug; repeated headings get -1 as on GitHub; an HTML
+    heading's own id wins over the slug; titles come from the first heading."""
+    folder = copy_help(tmp_path)
+    ingest([folder], settings, base_url=BASE + "/")
+
+    password = by_source(settings, "password.md")
+    assert {chunk["title"] for chunk in password} == {"Resetting your password"}
+    assert [chunk["url"] for chunk in password] == [
+        f"{BASE}/account/password.md#resetting-your-password",
+        f"{BASE}/account/password.md#reset-link-expiry",
+        f"{BASE}/account/password.md#two-factor-authentication",
+        f"{BASE}/account/password.md#example",
+        f"{BASE}/account/password.md#example-1",
+    ]
+    billing = by_source(settings, "billing.html")
+    assert {chunk["title"] for chunk in billing} == {"Billing and invoices"}
+    assert [chunk["url"] for chunk in billing] == [
+        f"{BASE}/billing.html#billing-and-invoices",
+        f"{BASE}/billing.html#refunds",
+        f"{BASE}/billing.html#changing-the-card-on-file",
+    ]
+    assert not any("analytics" in chunk["text"] or "Copyright" in chunk["text"] for chunk in billing)
+    [text] = by_source(settings, "shipping_times.txt")
+    assert text["url"] == f"{BASE}/shipping_times.txt" and text["title"] == "shipping times"
+
+
+def test_without_base_url_the_url_is_the_files_file_uri(settings: Settings, tmp_path: Path) -> None:
+    folder = copy_help(tmp_path)
+    ingest([folder / "shipping_times.txt"], settings)
+    [chunk] = by_source(settings, "shipping_times.txt")
+    assert chunk["url"] == (folder / "shipping_times.txt").resolve().as_uri()
+    assert chunk["source"] == str((folder / "shipping_times.txt").resolve())
+
+
+def test_every_chunk_carries_the_shared_metadata_and_is_searchable(settings: Settings, tmp_path: Path) -> None:
+    folder = copy_help(tmp_path)
+    ingest([folder], settings, base_url=BASE)
+    for chunk_id, row in rows(settings).items():
+        assert row["chunk_id"] == chunk_id
+        assert {"title", "url", "source", "section", "file_hash", "position"} <= row.keys()
+    [best, *_] = search(settings, "how long is the password reset link valid?")
+    assert best["url"] == f"{BASE}/account/password.md#reset-link-expiry"
+
+
+def test_a_pdf_is_read_page_by_page(settings: Settings, tmp_path: Path) -> None:
+    pdf = write_pdf(
+        tmp_path / "policy.pdf", "Refund policy", ["Refunds are issued within 14 days.", "Invoices come monthly."]
+    )
+    report = ingest([pdf], settings, base_url=BASE)
+    assert report.added == 2 and report.skipped == []
+    chunks = by_source(settings, "policy.pdf")
+    assert [chunk["url"] for chunk in chunks] == [f"{BASE}/policy.pdf#page=1", f"{BASE}/policy.pdf#page=2"]
+    assert {chunk["title"] for chunk in chunks} == {"Refund policy"}
+    assert chunks[0]["text"] == "Refunds are issued within 14 days."
+
+
+def test_long_sections_are_split_into_pieces_of_about_chunk_words(settings: Settings, tmp_path: Path) -> None:
+    """Pieces stay within CHUNK_WORDS, break at sentence ends, and all share the section's anchor."""
+    sentences = " ".join(f"Sentence number {n} explains one more detail of the export feature." for n in range(60))
+    (tmp_path / "export.md").write_text(f"# Export\n\n## Details\n\n{sentences}\n")
+    small = settings.model_copy(update={"chunk_words": 40})
+    report = ingest([tmp_path], small, base_url=BASE)
+    chunks = by_source(small, "export.md")
+    assert report.added == len(chunks) >= 60 * 10 // 40
+    assert all(len(chunk["text"].split()) <= 40 for chunk in chunks)
+    assert all(chunk["text"].endswith(".") for chunk in chunks)
+    assert {chunk["url"] for chunk in chunks} == {f"{BASE}/export.md#details"}
+
+
+# --- bad input --------------------------------------------------------------------------------------------------
+
+
+def test_bad_files_are_reported_and_skipped_while_good_ones_are_ingested(settings: Settings, tmp_path: Path) -> None:
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "good.md").write_text("# Good\n\nA readable page about returns.\n")
+    (folder / "image.md").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(64))
+    (folder / "latin1.txt").write_bytes("Caf\xe9 cr\xe8me".encode("latin-1"))
+    (folder / "empty.md").write_text("")
+    (folder / "only-front-matter.md").write_text("---\ntitle: Nothing here\n---\n")
+    (folder / "bad-yaml.md").write_text("---\ntitle: [unclosed\n---\n# Page\n\ntext\n")
+    (folder / "huge.txt").write_text("word " * 300_000)  # 1.5 MB
+    good_pdf = write_pdf(tmp_path / "full.pdf", "Whole", ["Page one text.", "Page two text.", "Page three."])
+    (folder / "broken.pdf").write_bytes(good_pdf.read_bytes()[: good_pdf.stat().st_size // 2])
+    (folder / "picture.png").write_bytes(b"\x89PNG")  # unknown extension inside a folder: ignored silently
+    (tmp_path / "notes.docx").write_bytes(b"PK\x03\x04")  # named explicitly: reported
+
+    report = ingest([folder, tmp_path / "notes.docx"], settings.model_copy(update={"ingest_max_file_mb": 1.0}))
+
+    reasons = {Path(path).name: reason for path, reason in report.skipped}
+    assert reasons.keys() == {
+        "image.md",
+        "latin1.txt",
+        "empty.md",
+        "only-front-matter.md",
+        "bad-yaml.md",
+        "huge.txt",
+        "broken.pdf",
+        "notes.docx",
+    }
+    assert "binary" in reasons["image.md"]
+    assert "not UTF-8" in reasons["latin1.txt"]
+    assert "empty" in reasons["empty.md"]
+    assert "no text" in reasons["only-front-matter.md"]
+    assert reasons["bad-yaml.md"].startswith("bad front matter: while parsing") and "\n" not in reasons["bad-yaml.md"]
+    assert "INGEST_MAX_FILE_MB" in reasons["huge.txt"]
+    assert "broken PDF" in reasons["broken.pdf"]
+    assert reasons["notes.docx"] == "unsupported file type .docx"
+    assert report.files == 8 and report.added == 1
+    assert [Path(row["source"]).name for row in rows(settings).values()] == ["good.md"]
+
+
+def test_a_file_that_turns_bad_keeps_its_previous_chunks(settings: Settings, tmp_path: Path) -> None:
+    """A broken upload must not empty the knowledge base: the old version stays searchable until fixed."""
+    page = tmp_path / "returns.md"
+    page.write_text("# Returns\n\nReturns are accepted within 30 days.\n")
+    ingest([page], settings)
+    page.write_bytes(b"\x00\x01\x02 garbage")
+    report = ingest([page], settings, prune=True)
+    assert report.skipped == [(str(page.resolve()), "binary file (NUL bytes)")]
+    assert [row["text"] for row in by_source(settings, "returns.md")] == ["Returns are accepted within 30 days."]
+
+
+# --- interruption ---------------------------------------------------------------------------------------------------
+
+
+def test_an_interrupted_ingest_leaves_the_index_usable_and_a_rerun_completes_it(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Ctrl-C (a real SIGINT) while `python -m ingest` writes a larger corpus: the chunks of the previous run stay
+    searchable, the process exits 130 with a hint, and running again finishes the job exactly."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    guide = corpus / "zz-guide.md"  # processed last, so the interruption happens before it is replaced
+    guide.write_text("# Guide\n\nThe warranty covers manufacturing defects for two years.\n")
+    ingest([corpus], settings)
+    for n in range(30):
+        paragraphs = "\n\n".join(
+            f"Topic {n} part {p}: the appliance model {n}-{p} needs its filter cleaned every {p + 2} weeks "
+            f"and its seal checked when the light blinks {p} times in a row." * 2
+            for p in range(8)
+        )
+        (corpus / f"topic-{n:02d}.md").write_text(f"# Topic {n}\n\n{paragraphs}\n")
+    guide.write_text("# Guide\n\nThe warranty covers manufacturing defects for three years.\n")
+    collection = get_collection(settings)
+    before = collection.count()
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ingest", str(corpus), "--no-progress"],
+        cwd=ROOT,
+        env=cli_env(settings),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        while collection.count() == before and process.poll() is None:
+            time.sleep(0.1)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, (out, err)
+    assert "interrupted" in err and "Traceback" not in err
+    [best] = search(settings, "how long is the warranty?", k=1)
+    assert "two years" in best["text"], "the previous index is still there and searchable"
+
+    rerun = ingest([corpus], settings)
+    assert rerun.embedded > 0 and rerun.skipped == []
+    texts = [row["text"] for row in by_source(settings, "zz-guide.md")]
+    assert texts == ["The warranty covers manufacturing defects for three years."]
+    final = ingest([corpus], settings)
+    assert final.embedded == 0 and final.unchanged == collection.count()
+    assert {Path(row["source"]).name for row in rows(settings).values()} == {p.name for p in corpus.iterdir()}
+
+
+# --- the command line -------------------------------------------------------------------------------------------
+
+
+def test_cli_ingests_prints_a_summary_and_lists_skipped_files(settings: Settings, tmp_path: Path) -> None:
+    folder = copy_help(tmp_path)
+    (folder / "broken.md").write_bytes(b"\xff\xfe\x00\x00binary")
+    result = run_cli(settings, str(folder), "--base-url", BASE, "--collection", settings.kb_collection)
+    assert result.returncode == 0, result.stderr
+    assert re.search(
+        r"^ingest: 4 files seen, 1 skipped; chunks: \d+ added, 0 updated, 0 unchanged, 0 deleted; [\d.]+ s$",
+        result.stdout.strip(),
+        re.M,
+    ), result.stdout
+    assert f"skipped {folder.resolve() / 'broken.md'}: binary file" in result.stderr
+    assert by_source(settings, "password.md")[0]["url"].startswith(f"{BASE}/account/password.md#")
+
+    again = run_cli(settings, str(folder), "--base-url", BASE)
+    assert again.returncode == 0
+    assert re.search(r"chunks: 0 added, 0 updated, \d+ unchanged", again.stdout), again.stdout
+
+
+def test_cli_exits_1_when_nothing_could_be_ingested(settings: Settings, tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_bytes(b"\x00\x00")
+    (tmp_path / "b.md").write_text("")
+    result = run_cli(settings, str(tmp_path))
+    assert result.returncode == 1
+    assert "2 files seen, 2 skipped; chunks: 0 added" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_exits_0_for_an_empty_folder(settings: Settings, tmp_path: Path) -> None:
+    """No input is not a failure: a fresh docs folder may be empty."""
+    (tmp_path / "empty").mkdir()
+    result = run_cli(settings, str(tmp_path / "empty"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("ingest: 0 files seen")
+
+
+def test_cli_exits_2_with_a_clear_message_when_the_store_is_unreachable(settings: Settings, tmp_path: Path) -> None:
+    (tmp_path / "a.md").write_text("# A\n\ntext\n")
+    result = run_cli(settings, str(tmp_path), CHROMA_URL="http://127.0.0.1:9")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: cannot open the knowledge base at http://127.0.0.1:9")
+    assert "Traceback" not in result.stderr
+
+
+def test_report_is_a_plain_dataclass_with_the_documented_fields() -> None:
+    report = IngestReport()
+    assert (report.added, report.updated, report.unchanged, report.deleted, report.skipped) == (0, 0, 0, 0, [])
+    assert (report.files, report.seconds, report.embedded) == (0, 0.0, 0)
+
+
+@pytest.mark.parametrize("chunk_words", [0, -5])
+def test_chunk_words_must_be_positive(settings: Settings, tmp_path: Path, chunk_words: int) -> None:
+    (tmp_path / "a.md").write_text("# A\n\none two three\n")
+    with pytest.raises(ValueError, match="CHUNK_WORDS"):
+        ingest([tmp_path], settings.model_copy(update={"chunk_words": chunk_words}))
