@@ -13,7 +13,7 @@ from fastapi import APIRouter, HTTPException
 from fastapi.responses import FileResponse, HTMLResponse
 from markdown_it import MarkdownIt
 
-from ingest.splitter import slugify
+from ingest.splitter import Anchors, heading_text
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 router = APIRouter(tags=["help"])
@@ -23,8 +23,8 @@ def _markdown() -> MarkdownIt:
     md = MarkdownIt("commonmark", {"html": False}).enable("table")
 
     def heading_open(tokens, idx, options, env):  # type: ignore[no-untyped-def]
-        inline = tokens[idx + 1]
-        tokens[idx].attrSet("id", slugify(inline.content))
+        anchors = env.setdefault("anchors", Anchors())  # one per page, numbered like the ingester's
+        tokens[idx].attrSet("id", anchors(heading_text(tokens[idx + 1])))
         return md.renderer.renderToken(tokens, idx, options, env)
 
     md.add_render_rule("heading_open", heading_open)
@@ -60,7 +60,7 @@ async def help_page(path: str) -> HTMLResponse | FileResponse:
     if target.suffix != ".md":
         return FileResponse(target)
     text = target.read_text(encoding="utf-8", errors="replace")
-    return HTMLResponse(_page(target.stem, _md.render(text)))
+    return HTMLResponse(_page(target.stem, _md.render(text, {})))
 
 
 @router.get("/help-static/help.css", include_in_schema=False)

@@ -15,6 +15,7 @@ from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 
 from api import metrics
+from api.deps import redis_pool
 from settings import Settings
 
 
@@ -28,7 +29,9 @@ class RateLimits:
             .replace("rediss://", "async+rediss://", 1)
         )
         # limits defaults to coredis for async Redis; redis-py (already a dependency) works as well.
-        self.storage = RedisStorage(url, implementation="redispy", key_prefix="ratelimit")
+        # Our blocking pool: the library's own pool raised MaxConnectionsError under 200 concurrent requests.
+        pool = redis_pool(settings)
+        self.storage = RedisStorage(url, implementation="redispy", key_prefix="ratelimit", connection_pool=pool)
         self.limiter = MovingWindowRateLimiter(self.storage)
         self.per_session: RateLimitItem = parse(settings.rate_limit_session)
         self.per_ip: RateLimitItem = parse(settings.rate_limit_ip)

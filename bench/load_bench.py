@@ -9,8 +9,11 @@ so the app's own overhead is measured instead of llama.cpp (one request at a tim
 chunks `--interval-ms` apart. Real Redis (embedded Valkey or redis-server) and a real Chroma server with a
 small knowledge base are started too; rate limits are raised for the run.
 
-Per level it prints: streams completed / errors, time to first token p50/p95, mean inter-token gap seen by the
-clients vs the stand-in's pace, and the added inter-token latency in % (goal ≤ 10 % at 200, errors 0).
+Per level it first reads N streams straight from the stand-in (the baseline: same client, same machine), then N
+through /chat, and prints: streams completed / errors, time to first token p50/p95, the mean inter-token gap
+(paced, direct, through /chat) and the added inter-token latency vs direct (goal ≤ 10 % at 200, errors 0), and
+the app process's CPU use. The machine has 2 cores shared by the app, the stand-in, the clients, Redis and
+Chroma, so the direct baseline matters: it absorbs what the clients themselves cost.
 """
 
 from __future__ import annotations
@@ -117,17 +120,40 @@ async def one_stream(client, index: int) -> dict:  # type: ignore[no-untyped-def
     return {"ttft": arrivals[0] - started if arrivals else None, "gaps": gaps}
 
 
-async def run_level(url: str, streams: int) -> list[dict]:
+async def one_direct_stream(client, index: int) -> dict:  # type: ignore[no-untyped-def]
+    """The baseline: the same client reading the stand-in LLM directly (no app in between)."""
+    started = time.perf_counter()
+    arrivals: list[float] = []
+    body = {"messages": [{"role": "user", "content": f"baseline {index}"}], "stream": True}
+    try:
+        async with client.stream("POST", "/chat/completions", json=body) as response:
+            async for line in response.aiter_lines():
+                if line.startswith("data: {") and '"content": " ' in line:
+                    arrivals.append(time.perf_counter())
+    except Exception as error:
+        return {"error": f"{type(error).__name__}: {error}"}
+    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
+    return {"ttft": arrivals[0] - started if arrivals else None, "gaps": gaps}
+
+
+async def run_level(url: str, streams: int, direct: bool = False) -> list[dict]:
     import httpx
 
     limits = httpx.Limits(max_connections=streams + 10, max_keepalive_connections=streams + 10)
+    one = one_direct_stream if direct else one_stream
     async with httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(120), limits=limits) as client:
-        return await asyncio.gather(*(one_stream(client, i) for i in range(streams)))
+        return await asyncio.gather(*(one(client, i) for i in range(streams)))
 
 
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def report(streams: int, results: list[dict], interval: float) -> str:
@@ -154,7 +180,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--streams", type=int, nargs="+", default=[50, 100, 200])
     parser.add_argument("--tokens", type=int, default=100, help="chunks per answer from the stand-in LLM")
-    parser.add_argument("--interval-ms", type=float, default=25.0, help="stand-in LLM pace (40 tokens/s)")
+    parser.add_argument("--interval-ms", type=float, default=50.0, help="stand-in LLM pace per stream (20 tokens/s)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
@@ -193,8 +219,13 @@ def main() -> int:
             print(f"app {app.url}, one process; stand-in LLM {args.tokens} chunks every {args.interval_ms} ms")
             asyncio.run(run_level(app.url, 5))  # warm-up: embedding model, BM25 index, connections
             for streams in args.streams:
+                baseline = asyncio.run(run_level(f"http://127.0.0.1:{llm_port}/v1", streams, direct=True))
+                cpu, wall = cpu_seconds(app.process.pid), time.perf_counter()
                 results = asyncio.run(run_level(app.url, streams))
-                print(report(streams, results, interval), flush=True)
+                busy = (cpu_seconds(app.process.pid) - cpu) / (time.perf_counter() - wall) * 100
+                tokens = sum(len(r["gaps"]) + 1 for r in results if "error" not in r)
+                print(report(streams, results, baseline, interval), flush=True)
+                print(f"      app process CPU {busy:.0f} % of one core; {tokens} tokens relayed", flush=True)
     finally:
         llm.terminate()
         llm.join(5)

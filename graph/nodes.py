@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -75,7 +76,8 @@ async def retrieve(state: State, *, deps: Deps) -> dict[str, Any]:
     if guard.asks_for_person(question):
         return {"sources": [], "route": "customer_request", "query": question}
     query = search_query(state["messages"])
-    hits = await deps.knowledge_base.asearch(query, k=deps.settings.retrieval_k)
+    knowledge_base = await asyncio.to_thread(lambda: deps.knowledge_base)  # the first load reads the model (~10 s)
+    hits = await knowledge_base.asearch(query, k=deps.settings.retrieval_k)
     relevant = [hit for hit in hits if hit.score >= deps.settings.relevance_threshold]
     sources = [
         {"n": n, "title": h.title, "url": h.url, "snippet": h.snippet, "score": round(h.score, 4), "text": h.text}

@@ -275,7 +275,9 @@ def ingest(
     writer = _Writer(store, settings, report)
     max_bytes = int(settings.ingest_max_file_mb * 1_000_000)
     try:
-        for file, root in tqdm(files, desc="ingest", unit="file", disable=not show_progress):
+        progress = tqdm(files, desc="ingest", unit="file", disable=not show_progress)
+        for file, root in progress:
+            progress.set_postfix(embedded=report.embedded, refresh=False)
             old = existing.get(str(file), {})
             try:
                 check_size(file, max_bytes)  # before hashing: never read a huge file

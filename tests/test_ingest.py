@@ -120,6 +120,30 @@ def test_reingesting_an_unchanged_corpus_embeds_nothing(settings: Settings, tmp_
     assert second.unchanged == first.added
     assert len(rows(settings)) == first.added
     assert get_collection(settings).metadata["kb_version"] == version, "an unchanged run must not bump kb_version"
+    assert get_collection(settings).configuration["hnsw"]["space"] == "cosine", "kb_version bumps keep cosine"
+
+
+def test_existing_state_is_read_page_by_page(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a page size of 2 rows, the second run still sees every stored chunk (and prunes across pages)."""
+    import ingest.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "PAGE", 2)
+    folder = copy_help(tmp_path)
+    first = ingest([folder], settings)
+    assert first.added > 2 * 2
+    assert ingest([folder], settings).unchanged == first.added
+    shutil.rmtree(folder / "account")
+    pruned = ingest([folder], settings, prune=True)
+    assert pruned.deleted == 5 and len(rows(settings)) == first.added - 5
+
+
+def test_an_opened_collection_can_be_passed_instead_of_a_name(settings: Settings, tmp_path: Path) -> None:
+    """The retrieval benchmarks hand over the collection they already hold."""
+    folder = copy_help(tmp_path)
+    report = ingest([folder], settings, collection=get_collection(settings, "ingest-api-" + tmp_path.name[-20:]))
+    assert report.added > 0 and rows(settings) == {}
 
 
 def test_a_changed_file_is_re_embedded_and_its_old_chunks_are_removed(settings: Settings, tmp_path: Path) -> None:
@@ -142,6 +166,17 @@ def test_a_changed_file_is_re_embedded_and_its_old_chunks_are_removed(settings: 
     assert get_collection(settings).metadata["kb_version"] != version, "a change must bump kb_version"
     again = ingest([folder], settings, base_url=BASE)
     assert again.embedded == 0 and again.unchanged == len(after)
+
+
+def test_a_new_title_re_embeds_the_files_chunks(settings: Settings, tmp_path: Path) -> None:
+    """The title is part of the embedded text, so a retitled page is embedded again (same chunk ids)."""
+    page = tmp_path / "faq.md"
+    page.write_text("---\ntitle: FAQ\n---\nOrders ship within two days.\n")
+    ingest([page], settings)
+    page.write_text("---\ntitle: Shipping questions\n---\nOrders ship within two days.\n")
+    report = ingest([page], settings)
+    assert report.updated == report.embedded == 1 and report.deleted == 0
+    assert [row["title"] for row in by_source(settings, "faq.md")] == ["Shipping questions"]
 
 
 def test_prune_removes_the_chunks_of_files_that_are_gone_only_with_prune(settings: Settings, tmp_path: Path) -> None:

@@ -22,7 +22,6 @@ from chromadb.config import Settings as ChromaSettings
 from settings import Settings
 
 COLLECTION_CONFIGURATION = {"hnsw": {"space": "cosine"}}
-_CHROMA_SETTINGS = ChromaSettings(anonymized_telemetry=False)
 _locks: dict[Path, IO[str]] = {}
 
 
@@ -62,10 +61,10 @@ def _client(chroma_url: str | None, chroma_dir: Path) -> ClientAPI:
             host=parsed.hostname or "127.0.0.1",
             port=parsed.port or (443 if parsed.scheme == "https" else 8000),
             ssl=parsed.scheme == "https",
-            settings=_CHROMA_SETTINGS,
+            settings=ChromaSettings(anonymized_telemetry=False),  # one per client: HttpClient writes its port in
         )
     _lock_folder(chroma_dir)
-    return chromadb.PersistentClient(path=str(chroma_dir), settings=_CHROMA_SETTINGS)
+    return chromadb.PersistentClient(path=str(chroma_dir), settings=ChromaSettings(anonymized_telemetry=False))
 
 
 def get_client(settings: Settings) -> ClientAPI:
