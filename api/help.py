@@ -22,7 +22,7 @@ router = APIRouter(tags=["help"])
 def _markdown() -> MarkdownIt:
     md = MarkdownIt("commonmark", {"html": False}).enable("table")
 
-    def heading_open(tokens, idx, options, env):  # type: ignore[no-untyped-def]
+    def heading_open(self, tokens, idx, options, env):  # type: ignore[no-untyped-def]
         anchors = env.setdefault("anchors", Anchors())  # one per page, numbered like the ingester's
         tokens[idx].attrSet("id", anchors(heading_text(tokens[idx + 1])))
         return md.renderer.renderToken(tokens, idx, options, env)

@@ -156,19 +156,24 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def report(streams: int, results: list[dict], interval: float) -> str:
+def mean_gap(results: list[dict]) -> float:
+    return statistics.fmean([g for r in results if "error" not in r for g in r["gaps"]] or [float("nan")])
+
+
+def report(streams: int, results: list[dict], baseline: list[dict], interval: float) -> str:
     errors = [r["error"] for r in results if "error" in r]
     good = [r for r in results if "error" not in r]
     gaps = [g for r in good for g in r["gaps"]]
     ttfts = [r["ttft"] for r in good if r["ttft"] is not None]
     if not gaps:
         return f"{streams:>4} streams: {len(errors)} errors, e.g. {errors[:2]}"
-    mean_gap = statistics.fmean(gaps)
-    added = (mean_gap - interval) / interval * 100
+    through, direct = mean_gap(results), mean_gap(baseline)
     line = (
-        f"{streams:>4} streams | ok {len(good):>3} errors {len(errors)} | TTFT p50 {pct(ttfts, 0.5) * 1000:7.0f} ms "
-        f"p95 {pct(ttfts, 0.95) * 1000:7.0f} ms | inter-token mean {mean_gap * 1000:6.1f} ms "
-        f"(p95 {pct(gaps, 0.95) * 1000:6.1f}) vs paced {interval * 1000:.1f} ms | added {added:+.1f} %"
+        f"{streams:>4} streams | ok {len(good):>3} errors {len(errors)} | TTFT p50 {pct(ttfts, 0.5) * 1000:6.0f} ms "
+        f"p95 {pct(ttfts, 0.95) * 1000:6.0f} ms | inter-token mean: paced {interval * 1000:.0f} ms, direct "
+        f"{direct * 1000:.1f} ms, through /chat {through * 1000:.1f} ms (p95 {pct(gaps, 0.95) * 1000:.1f}) | "
+        f"added vs direct {(through - direct) / direct * 100:+.1f} %, "
+        f"vs pace {(through - interval) / interval * 100:+.1f} %"
     )
     if errors:
         line += f"\n      first errors: {errors[:3]}"
