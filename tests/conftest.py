@@ -82,14 +82,18 @@ def app_server(
         "REDIS_URL": redis_service.url,
         "LLM_BASE_URL": llm_service.url,
         "LLM_TEMPERATURE": "0",
-        "LLM_MAX_TOKENS": "64",
+        "LLM_MAX_TOKENS": "200",  # long enough for the browser test to press Stop mid-answer
         "KB_COLLECTION": f"api-{work.name}"[-60:],
         "ADMIN_TOKEN": API_ADMIN_TOKEN,
         "RATE_LIMIT_IP": "100000/minute",
         "RATE_LIMIT_SESSION": "100000/minute",
     }
-    settings = Settings(_env_file=None, data_dir=work / "data", chroma_url=chroma_service.url,  # type: ignore[call-arg]
-                        kb_collection=env["KB_COLLECTION"])
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        data_dir=work / "data",
+        chroma_url=chroma_service.url,
+        kb_collection=env["KB_COLLECTION"],
+    )
     seed_knowledge_base(settings)
     with run_app(work, env) as app:
         app.env = env  # type: ignore[attr-defined]

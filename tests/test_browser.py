@@ -214,7 +214,7 @@ def test_a_conversation_streams_cites_sources_follows_up_and_survives_reload(pag
 
 def test_stop_ends_the_stream_and_marks_the_answer_stopped(page) -> None:
     """While an answer streams, Stop aborts it: the bubble stops growing, says so, and Send is back."""
-    send(page, "Write a long, detailed explanation of the refund policy with many examples.")
+    send(page, "Explain in detail how refunds and invoices work, with many examples.")
     poll(page, "(document.querySelector('.msg.bot .md')?.innerText.length || 0) > 0")
     assert page.is_visible("#stop")
     page.click("#stop")
