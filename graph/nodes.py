@@ -13,12 +13,12 @@ from typing import Any
 
 import openai
 import redis.asyncio as aioredis
-from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, AnyMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
-from langchain_openai import ChatOpenAI
 
 from graph import guard, prompts
 from graph.llm import chat_model
+from graph.llm_pool import LLMPool
 from graph.metrics import ESCALATION_REASONS, GUARD_CORRECTIONS, LLM_ERRORS
 from graph.state import State
 from settings import Settings
@@ -48,8 +48,8 @@ class Deps:
         return TicketStore(self._redis)
 
     @cached_property
-    def llm(self) -> ChatOpenAI:
-        return chat_model(self.settings)
+    def llm(self) -> LLMPool:
+        return LLMPool(self.settings.llm_base_url, lambda url: chat_model(self.settings, url))
 
 
 def _text(message: AnyMessage) -> str:
@@ -94,15 +94,18 @@ async def answer(state: State, config: RunnableConfig, *, deps: Deps) -> dict[st
     message_id = f"m_{uuid.uuid4().hex}"
     public_sources = [{k: v for k, v in s.items() if k != "text"} for s in state.get("sources", [])]
     try:
-        response = await deps.llm.ainvoke(prompt, config)
+        response: AIMessageChunk | None = None
+        async for chunk in deps.llm.astream(prompt, config):
+            response = chunk if response is None else response + chunk
     except (openai.APIError, TimeoutError, ConnectionError, OSError) as error:
         code = "llm_unavailable" if isinstance(error, openai.APIConnectionError | ConnectionError) else "llm_error"
         log.warning("LLM call failed (%s): %s", code, error)
         LLM_ERRORS.labels(code=code).inc()
         fallback = AIMessage(prompts.FALLBACK, id=message_id, response_metadata={"fallback": True})
         return {"messages": [fallback], "failed": code, "route": "answer", "correction": None}
-    route = "model_unsure" if guard.model_is_unsure(_text(response)) else "answer"
-    text, corrected = guard.remove_false_promises(_text(response))
+    raw = _text(response) if response is not None else ""
+    route = "model_unsure" if guard.model_is_unsure(raw) else "answer"
+    text, corrected = guard.remove_false_promises(raw)
     if corrected:
         GUARD_CORRECTIONS.inc()
     stored = text + (f"\n\n{guard.CORRECTION}" if corrected and route == "answer" else "")
