@@ -350,7 +350,7 @@ def test_the_widget_adds_a_chat_button_that_opens_the_compact_chat(browser, app_
     assert button.get_attribute("aria-expanded") == "true"
     frame = page.frame_locator("[data-support-chat=frame]")
     frame.locator("#message").wait_for()
-    assert frame.locator("html.embed").count() == 1
+    frame.locator("html.embed").wait_for(state="attached")  # set by the chat module once it has loaded
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "widget.png"))
     frame.locator("#close-widget").click()
