@@ -65,6 +65,8 @@ class Settings(BaseSettings):
     kb_refresh_seconds: float = 2.0
 
     max_message_chars: int = 2000
+    # Conversation logs (tools/conversation_log.py): redacted when written, kept this many days.
+    log_retention_days: float = 30.0
     admin_token: str | None = None
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 

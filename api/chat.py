@@ -34,6 +34,7 @@ from api.feedback import remember_answer
 from api.text import strip_controls
 from api.webhook import announce_ticket
 from graph.turns import Escalated, Failed, Finished, Sources, Token, run_turn
+from tools.conversation_log import ConversationLog
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["chat"])
@@ -113,6 +114,7 @@ async def answer_events(
     queue: asyncio.Queue[Any] = asyncio.Queue()
     producer = asyncio.create_task(pump(turn, queue))
     outcome, first_token, sources_sent, answer, sources = "interrupted", None, False, [], []
+    escalated_to: str | None = None
     metrics.STREAMS.inc()
     try:
         while (event := await queue.get()) is not _END:
@@ -131,6 +133,7 @@ async def answer_events(
                 metrics.TOKENS.inc()
                 yield sse("token", {"text": event.text})
             elif isinstance(event, Escalated):
+                escalated_to = event.ticket_id
                 metrics.ESCALATIONS.inc()
                 state.spawn(announce_ticket(state, event.ticket_id))
                 yield sse("escalated", {"ticket_id": event.ticket_id, "reason": event.reason})
@@ -144,6 +147,15 @@ async def answer_events(
                 text = "".join(answer)
                 ttl = state.settings.session_ttl_seconds
                 await remember_answer(state.redis, event.message_id, session_id, request.message, text, sources, ttl)
+                await ConversationLog(state.redis, state.settings.log_retention_days).log_turn(
+                    session_id=session_id,
+                    message_id=event.message_id or "",
+                    question=request.message,
+                    answer=text,
+                    sources=sources,
+                    timings=done["timings"],
+                    flags={"outcome": outcome, "escalated": escalated_to},
+                )
                 yield sse("done", done)
             elif isinstance(event, Exception):  # a bug or an unexpected outage: say so, end the stream properly
                 outcome = "failed"

@@ -18,6 +18,7 @@ from api.deps import GraphDep, RedisDep, SettingsDep
 from graph.checkpointer import is_valid_session_id, new_session_id
 from graph.turns import delete_session, get_history
 from settings import Settings
+from tools.conversation_log import ConversationLog
 
 router = APIRouter(prefix="/api/sessions", tags=["sessions"])
 
@@ -74,8 +75,9 @@ async def erase(
     settings: SettingsDep,
     agent: GraphDep,
 ) -> Response:
-    """Erase the conversation on the customer's request. Tickets opened from it stay (they are support records)."""
+    """Erase the conversation and its logs on the customer's request. Tickets stay (they are support records)."""
     await require_session(session_id, redis, settings)
     await delete_session(agent, session_id)
+    await ConversationLog(redis, settings.log_retention_days).delete_session(session_id)
     await redis.delete(_marker(session_id))
     return Response(status_code=204)

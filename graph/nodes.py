@@ -17,9 +17,10 @@ from langchain_core.messages import AIMessage, AIMessageChunk, AnyMessage, Human
 from langchain_core.runnables import RunnableConfig
 
 from graph import guard, prompts
+from graph.citations import check_citations
 from graph.llm import chat_model
 from graph.llm_pool import LLMPool
-from graph.metrics import ESCALATION_REASONS, GUARD_CORRECTIONS, LLM_ERRORS
+from graph.metrics import CITATIONS_REMOVED, ESCALATION_REASONS, GUARD_CORRECTIONS, LLM_ERRORS, UNSUPPORTED_SENTENCES
 from graph.state import State
 from settings import Settings
 from tools.tickets import TicketStore
@@ -108,8 +109,14 @@ async def answer(state: State, config: RunnableConfig, *, deps: Deps) -> dict[st
     text, corrected = guard.remove_false_promises(raw)
     if corrected:
         GUARD_CORRECTIONS.inc()
-    stored = text + (f"\n\n{guard.CORRECTION}" if corrected and route == "answer" else "")
-    message = AIMessage(stored, id=message_id, response_metadata={"sources": public_sources})
+    citations = check_citations(text, state.get("sources", []))
+    CITATIONS_REMOVED.inc(citations.removed_markers)
+    if citations.unsupported:
+        UNSUPPORTED_SENTENCES.inc(len(citations.unsupported))
+        log.info("answer %s has sentences its sources do not back: %s", message_id, citations.unsupported)
+    stored = citations.text + (f"\n\n{guard.CORRECTION}" if corrected and route == "answer" else "")
+    meta = {"sources": public_sources, "unsupported": citations.unsupported}
+    message = AIMessage(stored, id=message_id, response_metadata=meta)
     return {
         "messages": [message],
         "failed": None,

@@ -1,0 +1,76 @@
+"""Citations that hold: `[n]` markers must point at a source that was given, and the sentence should say
+something the cited source says.
+
+Support is lexical: the share of the sentence's content words found in the cited source(s). Cheap enough for
+every answer on CPU; a sentence under SUPPORT_THRESHOLD is flagged (logged, counted in /metrics), not removed —
+the tiny test model paraphrases freely, and a person reviewing the log decides.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+SUPPORT_THRESHOLD = 0.35
+_MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+_WORD = re.compile(r"[a-z0-9][a-z0-9'_-]*")
+_STOP = set(
+    "a an the and or but if then of to in on at by for with from as is are was were be been being it its this that "
+    "these those you your we our they their i me my he she his her them can could will would should may might must "
+    "do does did done have has had not no yes so than too very just also there here what which who whom how when "
+    "where why all any each some more most other such only own same into over under about after before again".split()
+)
+
+
+@dataclass
+class SentenceSupport:
+    sentence: str
+    cited: list[int]
+    support: float | None  # None: the sentence cites nothing
+
+
+@dataclass
+class CitationReport:
+    text: str  # the answer with markers that point nowhere removed
+    removed_markers: int = 0
+    sentences: list[SentenceSupport] = field(default_factory=list)
+
+    @property
+    def unsupported(self) -> list[str]:
+        return [s.sentence for s in self.sentences if s.support is not None and s.support < SUPPORT_THRESHOLD]
+
+
+def content_words(text: str) -> set[str]:
+    return {w for w in _WORD.findall(text.lower()) if w not in _STOP and len(w) > 1}
+
+
+def _clean_markers(answer: str, valid: set[int]) -> tuple[str, int]:
+    removed = 0
+
+    def keep(match: re.Match[str]) -> str:
+        nonlocal removed
+        numbers = [int(n) for n in re.split(r"\s*,\s*", match.group(1))]
+        good = [n for n in numbers if n in valid]
+        removed += len(numbers) - len(good)
+        return f"[{', '.join(map(str, good))}]" if good else ""
+
+    cleaned = _MARKER.sub(keep, answer)
+    return (re.sub(r"[ \t]+([.,;:!?])", r"\1", cleaned) if removed else cleaned), removed
+
+
+def check_citations(answer: str, sources: list[dict[str, Any]]) -> CitationReport:
+    """`sources`: [{n, text or snippet, …}] as given to the model."""
+    texts = {int(s["n"]): str(s.get("text") or s.get("snippet") or "") for s in sources}
+    text, removed = _clean_markers(answer, set(texts))
+    report = CitationReport(text, removed)
+    for sentence in _SENTENCE.split(text.strip()):
+        cited = sorted({int(n) for group in _MARKER.findall(sentence) for n in re.split(r"\s*,\s*", group)})
+        words = content_words(_MARKER.sub("", sentence))
+        support = None
+        if cited and words:
+            source_words = set().union(*(content_words(texts[n]) for n in cited))
+            support = round(len(words & source_words) / len(words), 3)
+        report.sentences.append(SentenceSupport(sentence, cited, support))
+    return report
