@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from api import chat, feedback, health, metrics, search, sessions, tickets
+from api import chat, feedback, health, metrics, review, search, sessions, tickets
 from api.deps import Services, build_agent, redis_pool
 from api.errors import add_error_handlers
 from api.limits import RateLimits
@@ -86,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (health.router, metrics.router, search.router, chat.router, sessions.router, tickets.router):
         app.include_router(router)
     app.include_router(feedback.router)
+    app.include_router(review.router)
 
     if agent_module := _optional("api.agent"):
         agent_module.add_agent_routes(app, agent)

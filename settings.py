@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     max_message_chars: int = 2000
     # Conversation logs (tools/conversation_log.py): redacted when written, kept this many days.
     log_retention_days: float = 30.0
+    # Quality review (tools/review.py): share of answered turns sampled; answers whose best source scored
+    # below LOW_RELEVANCE_SCORE are queued too (and feed the unanswered-questions report).
+    quality_sample_rate: float = Field(default=0.05, ge=0, le=1)
+    low_relevance_score: float = 0.4
     admin_token: str | None = None
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 

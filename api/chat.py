@@ -35,6 +35,7 @@ from api.text import strip_controls
 from api.webhook import announce_ticket
 from graph.turns import Escalated, Failed, Finished, Sources, Token, run_turn
 from tools.conversation_log import ConversationLog
+from tools.review import ReviewQueue, should_sample
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["chat"])
@@ -115,6 +116,7 @@ async def answer_events(
     producer = asyncio.create_task(pump(turn, queue))
     outcome, first_token, sources_sent, answer, sources = "interrupted", None, False, [], []
     escalated_to: str | None = None
+    best: float | None = None  # best source score: low-relevance answers go to review
     metrics.STREAMS.inc()
     try:
         while (event := await queue.get()) is not _END:
@@ -123,6 +125,7 @@ async def answer_events(
                 yield sse("sources", {"sources": []})
             if isinstance(event, Sources):
                 sources, sources_sent = source_list(event.sources), True
+                best = max((float(s.get("score", 0)) for s in event.sources), default=None)
                 metrics.SOURCES_SECONDS.observe(time.perf_counter() - started)
                 yield sse("sources", {"sources": sources})
             elif isinstance(event, Token):
@@ -156,6 +159,7 @@ async def answer_events(
                     timings=done["timings"],
                     flags={"outcome": outcome, "escalated": escalated_to},
                 )
+                await queue_for_review(state, session_id, event.message_id, request.message, text, escalated_to, best)
                 yield sse("done", done)
             elif isinstance(event, Exception):  # a bug or an unexpected outage: say so, end the stream properly
                 outcome = "failed"
@@ -168,6 +172,26 @@ async def answer_events(
         with anyio.CancelScope(shield=True):
             await stop(producer)
             await release(lock)
+
+
+async def queue_for_review(
+    state: Services,
+    session_id: str,
+    message_id: str | None,
+    question: str,
+    answer: str,
+    ticket: str | None,
+    best: float | None,
+) -> None:
+    """Every escalation, every low-relevance answer and a QUALITY_SAMPLE_RATE share of the rest."""
+    record = {"session_id": session_id, "message_id": message_id, "question": question, "answer": answer}
+    queue = ReviewQueue(state.redis)
+    if ticket:
+        await queue.add("escalation", record | {"ticket_id": ticket})
+    elif best is not None and best < state.settings.low_relevance_score:
+        await queue.add("low_relevance", record | {"best_score": best})
+    elif should_sample(state.settings.quality_sample_rate):
+        await queue.add("sampled", record)
 
 
 def finished_payload(event: Any, started: float, first_token: float | None) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from api.deps import RedisDep
 from api.security import require_admin
 from api.text import strip_controls
+from tools.review import ReviewQueue
 
 MAX_COMMENT_CHARS = 2000
 FEEDBACK_KEY = "feedback"
@@ -57,6 +58,8 @@ async def give_feedback(message_id: str, body: FeedbackIn, redis: RedisDep) -> d
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     await redis.hset(FEEDBACK_KEY, message_id, json.dumps(item, ensure_ascii=False))
+    if body.rating == "down":
+        await ReviewQueue(redis).add("thumbs_down", item)
     return {"message_id": message_id, "rating": body.rating}
 
 

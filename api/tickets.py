@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
+from langchain_core.messages import HumanMessage
 from pydantic import BaseModel, EmailStr, Field
 
 from api import sessions
@@ -18,6 +19,7 @@ from api.security import require_admin
 from api.text import strip_controls
 from api.webhook import announce_ticket, ticket_json
 from graph.nodes import shown_sources, transcript
+from tools.review import ReviewQueue
 from tools.tickets import Status, TicketStore
 
 MAX_REASON_CHARS = 1000
@@ -67,6 +69,16 @@ async def open_ticket(
     data = ticket_json(ticket)
     if created:
         state.spawn(announce_ticket(state, data["ticket_id"]))
+        questions = [m.content for m in messages if isinstance(m, HumanMessage)]
+        record = {
+            "session_id": body.session_id,
+            "ticket_id": ticket.ticket_id,
+            "question": str(questions[-1]) if questions else "",
+        }
+        await ReviewQueue(state.redis).add(
+            "escalation",
+            record | {"answer": f"Ticket {ticket.ticket_id} opened by the customer: {reason or 'no reason given'}"},
+        )
     else:
         response.status_code = 200
     return data

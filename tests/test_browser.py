@@ -274,6 +274,11 @@ def test_keyboard_only_send_and_escalation_reach_the_console(page, app_url: str,
     poll(lead, "document.querySelector('.notes')?.innerText.includes('Refund re-sent.')", timeout=30)
     ARTIFACTS.mkdir(exist_ok=True)
     lead.screenshot(path=str(ARTIFACTS / "console.png"))
+
+    lead.click("#tab-review")  # the escalation is in the review queue, its question among the unanswered
+    poll(lead, "!!document.querySelector('#review-list')?.innerText.includes('My refund has not arrived yet.')")
+    poll(lead, "document.querySelectorAll('#unanswered-list li').length > 0", timeout=60)
+    lead.screenshot(path=str(ARTIFACTS / "console-review.png"))
     lead.close()
 
 

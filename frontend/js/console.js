@@ -206,7 +206,7 @@ function updateForm(ticket) {
   statusLabelEl.htmlFor = "update-status";
   const select = el("select");
   select.id = "update-status";
-  const statuses = ["open", "in_progress", "resolved"];
+  const statuses = ["open", "pending", "resolved", "closed"];
   if (ticket.status && !statuses.includes(ticket.status)) statuses.push(ticket.status);
   for (const status of statuses) {
     const option = el("option", "", statusLabel(status));
@@ -273,14 +273,50 @@ function feedbackItem(item) {
   return card;
 }
 
+const REVIEW_KINDS = { escalation: "Escalated", low_relevance: "Low relevance", thumbs_down: "Thumbs down", sampled: "Sampled" };
+
+async function loadReview() {
+  $("review-status").textContent = "Loading…";
+  $("unanswered-status").textContent = "Loading…";
+  try {
+    const [queue, report] = await Promise.all([api("/api/review?limit=100"), api("/api/review/unanswered")]);
+    const items = queue?.items || [];
+    $("review-list").replaceChildren(
+      ...items.map((item) => {
+        const card = feedbackItem({ ...item, at: item.queued_at });
+        card.querySelector(".turn-meta").prepend(el("span", `badge kind-${item.kind}`, REVIEW_KINDS[item.kind] || item.kind));
+        return card;
+      }),
+    );
+    $("review-status").textContent = items.length ? `${items.length} turn${items.length === 1 ? "" : "s"} to review` : "Nothing to review.";
+    const groups = report?.groups || [];
+    $("unanswered-list").replaceChildren(
+      ...groups.map((group) => {
+        const item = el("li", "unanswered-group");
+        item.append(el("strong", "", `${group.size} × `), el("span", "", group.example));
+        if (group.questions.length > 1) {
+          const others = el("ul", "");
+          others.append(...group.questions.slice(1).map((q) => el("li", "", q)));
+          item.append(others);
+        }
+        return item;
+      }),
+    );
+    $("unanswered-status").textContent = groups.length ? "Largest gaps in the documentation first." : "No unanswered questions.";
+  } catch (error) {
+    $("review-status").textContent = `Could not load the review queue: ${error.message}`;
+    $("unanswered-status").textContent = "";
+  }
+}
+
 function showTab(name) {
-  const tickets = name === "tickets";
-  $("tab-tickets").setAttribute("aria-pressed", String(tickets));
-  $("tab-feedback").setAttribute("aria-pressed", String(!tickets));
-  $("tickets-view").hidden = !tickets;
-  $("feedback-view").hidden = tickets;
-  if (tickets) loadTickets();
-  else loadFeedback();
+  for (const tab of ["tickets", "feedback", "review"]) {
+    $(`tab-${tab}`).setAttribute("aria-pressed", String(tab === name));
+    $(`${tab}-view`).hidden = tab !== name;
+  }
+  if (name === "tickets") loadTickets();
+  else if (name === "feedback") loadFeedback();
+  else loadReview();
 }
 
 $("sign-in").addEventListener("submit", (event) => {
@@ -292,6 +328,7 @@ $("status-filter").addEventListener("change", loadTickets);
 $("refresh").addEventListener("click", loadTickets);
 $("tab-tickets").addEventListener("click", () => showTab("tickets"));
 $("tab-feedback").addEventListener("click", () => showTab("feedback"));
+$("tab-review").addEventListener("click", () => showTab("review"));
 
 if (token) signIn(token);
 else showSignIn();

@@ -1,0 +1,35 @@
+"""Support leads' quality review (behind the admin token): the review queue and the unanswered-questions report."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+
+from api.deps import RedisDep, SettingsDep
+from api.security import require_admin
+from tools.review import ReviewQueue, unanswered_report
+
+router = APIRouter(prefix="/api/review", tags=["review"], dependencies=[Depends(require_admin)])
+KINDS = "^(sampled|escalation|thumbs_down|low_relevance)$"
+
+
+@router.get("")
+async def review_queue(
+    redis: RedisDep,
+    kind: Annotated[str | None, Query(pattern=KINDS)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    """Sampled turns, escalations, thumbs-down and low-relevance answers, newest first."""
+    return {"items": await ReviewQueue(redis).list(kind, limit)}
+
+
+@router.get("/unanswered")
+async def unanswered(redis: RedisDep, settings: SettingsDep) -> dict[str, Any]:
+    """Escalated and low-relevance questions grouped by meaning, largest groups first: the documentation's gaps."""
+    from tools.embeddings import get_embeddings
+
+    items = await ReviewQueue(redis).list(limit=2000)
+    embed = get_embeddings(settings).embed_documents
+    return {"groups": await asyncio.to_thread(unanswered_report, items, embed)}
