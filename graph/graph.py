@@ -1,4 +1,4 @@
-"""The support agent: retrieve → answer | escalate, and answer → escalate when the model is unsure.
+"""The support agent: retrieve → answer | escalate | refuse, and answer → escalate when the model is unsure.
 
 `graph` (no checkpointer) is what `langgraph.json` serves to LangGraph Studio; the server calls
 `build_graph(checkpointer, settings)` with the Redis checkpointer.
@@ -12,7 +12,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
-from graph.nodes import Deps, after_answer, after_retrieve, answer, escalate, retrieve
+from graph.nodes import Deps, after_answer, after_retrieve, answer, escalate, refuse, retrieve
 from graph.state import InputState, State
 from settings import Settings, get_settings
 
@@ -25,10 +25,12 @@ def build_graph(
     builder.add_node("retrieve", partial(retrieve, deps=deps))
     builder.add_node("answer", partial(answer, deps=deps))
     builder.add_node("escalate", partial(escalate, deps=deps))
+    builder.add_node("refuse", refuse)
     builder.add_edge(START, "retrieve")
-    builder.add_conditional_edges("retrieve", after_retrieve, ["answer", "escalate"])
+    builder.add_conditional_edges("retrieve", after_retrieve, ["answer", "escalate", "refuse"])
     builder.add_conditional_edges("answer", after_answer, ["escalate", END])
     builder.add_edge("escalate", END)
+    builder.add_edge("refuse", END)
     compiled = builder.compile(checkpointer=checkpointer, name="support-agent")
     compiled.deps = deps  # type: ignore[attr-defined]  # run_turn and tests reach the parts through the graph
     return compiled

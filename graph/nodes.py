@@ -23,6 +23,7 @@ from graph.llm_pool import LLMPool
 from graph.metrics import CITATIONS_REMOVED, ESCALATION_REASONS, GUARD_CORRECTIONS, LLM_ERRORS, UNSUPPORTED_SENTENCES
 from graph.state import State
 from settings import Settings
+from tools.injection import BLOCKED, REFUSAL, detect_injection, leaks_system_prompt
 from tools.tickets import TicketStore
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,11 @@ def search_query(messages: list[AnyMessage]) -> str:
 async def retrieve(state: State, *, deps: Deps) -> dict[str, Any]:
     """Find sources for the question, or decide at once that a person must take over (no LLM call)."""
     question = _text(state["messages"][-1])
+    verdict = detect_injection(question)
+    if verdict.blocked:
+        BLOCKED.labels(kind=verdict.kind).inc()
+        log.warning("prompt injection refused (%s): %s", verdict.kind, verdict.matches)
+        return {"sources": [], "route": "refuse", "query": question}
     if state.get("escalate"):
         return {"sources": [], "route": "caller_request", "query": question}
     if guard.asks_for_person(question):
@@ -105,6 +111,10 @@ async def answer(state: State, config: RunnableConfig, *, deps: Deps) -> dict[st
         fallback = AIMessage(prompts.FALLBACK, id=message_id, response_metadata={"fallback": True})
         return {"messages": [fallback], "failed": code, "route": "answer", "correction": None}
     raw = _text(response) if response is not None else ""
+    if leaks_system_prompt(raw, prompts.SYSTEM):  # the output check: never echo the instructions
+        BLOCKED.labels(kind="system_prompt_echo").inc()
+        refusal = AIMessage(REFUSAL, id=message_id, response_metadata={"sources": []})
+        return {"messages": [refusal], "failed": None, "route": "answer", "correction": REFUSAL}
     route = "model_unsure" if guard.model_is_unsure(raw) else "answer"
     text, corrected = guard.remove_false_promises(raw)
     if corrected:
@@ -184,8 +194,14 @@ async def escalate(state: State, config: RunnableConfig, *, deps: Deps) -> dict[
     }
 
 
+async def refuse(state: State) -> dict[str, Any]:
+    """A polite refusal of a prompt-injection attempt; no LLM call, no ticket."""
+    return {"messages": [AIMessage(REFUSAL, id=f"m_{uuid.uuid4().hex}", response_metadata={"refused": True})]}
+
+
 def after_retrieve(state: State) -> str:
-    return "answer" if state.get("route") == "answer" else "escalate"
+    route = state.get("route")
+    return route if route in ("answer", "refuse") else "escalate"
 
 
 def after_answer(state: State) -> str:

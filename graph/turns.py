@@ -20,6 +20,8 @@ from typing import Any
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage
 from langgraph.graph.state import CompiledStateGraph
 
+from tools.injection import sanitize_input
+
 
 @dataclass
 class Sources:
@@ -61,6 +63,7 @@ async def run_turn(
 ) -> AsyncIterator[TurnEvent]:
     config = {"configurable": {"thread_id": session_id}}
     now = datetime.now(UTC).isoformat()
+    message = sanitize_input(message)
     question = HumanMessage(message, id=f"m_{uuid.uuid4().hex}", response_metadata={"at": now})
     started = time.perf_counter()
     timings: dict[str, float | None] = {"retrieve_ms": None, "first_token_ms": None}
@@ -91,6 +94,9 @@ async def run_turn(
                             yield Token(str(update["messages"][-1].content))
                         elif update.get("correction"):
                             yield Token(f"\n\n{update['correction']}")
+                    elif node == "refuse":
+                        message_id = update["messages"][-1].id
+                        yield Token(str(update["messages"][-1].content))
                     elif node == "escalate":
                         reply = update["messages"][-1]
                         message_id = reply.id
