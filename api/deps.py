@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 from fastapi import Depends, HTTPException, Request
 
 from settings import Settings
+from tools.redis_client import resilient
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +89,7 @@ def redis_pool(settings: Settings, **options: Any) -> aioredis.BlockingConnectio
         settings.redis_url,
         max_connections=settings.redis_max_connections,
         timeout=10,
-        socket_timeout=5,
-        socket_connect_timeout=5,
-        **options,
+        **resilient(**options),  # retried across a Redis restart
     )
 
 

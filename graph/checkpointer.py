@@ -26,6 +26,8 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMetadata
 from langgraph_checkpoint_plainredis import AsyncRedisSaver
 
+from tools.redis_client import connect
+
 KEY_PREFIX = "chat"
 _SESSION_ID = re.compile(r"^s_[A-Za-z0-9_-]{22}$")
 
@@ -64,6 +66,7 @@ class SlidingRedisSaver(AsyncRedisSaver):
 def make_checkpointer(
     redis_url: str, ttl_seconds: int | None, prefix: str = KEY_PREFIX, **kwargs: Any
 ) -> SlidingRedisSaver:
+    kwargs.setdefault("client", connect(redis_url, protocol=2))  # bytes, as the saver expects; retried
     return SlidingRedisSaver(url=redis_url, ttl=ttl_seconds or None, prefix=prefix, **kwargs)
 
 

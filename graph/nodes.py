@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
+import httpx
 import openai
 import redis.asyncio as aioredis
 from langchain_core.messages import AIMessage, AIMessageChunk, AnyMessage, HumanMessage
@@ -24,6 +25,7 @@ from graph.metrics import CITATIONS_REMOVED, ESCALATION_REASONS, GUARD_CORRECTIO
 from graph.state import State
 from settings import Settings
 from tools.injection import BLOCKED, REFUSAL, detect_injection, leaks_system_prompt
+from tools.redis_client import connect
 from tools.tickets import TicketStore
 
 log = logging.getLogger(__name__)
@@ -46,7 +48,7 @@ class Deps:
     @cached_property
     def tickets(self) -> TicketStore:
         url = self.settings.redis_url or "redis://127.0.0.1:6379/0"
-        self._redis = aioredis.Redis.from_url(url, decode_responses=True)
+        self._redis = connect(url, decode_responses=True)
         return TicketStore(self._redis)
 
     @cached_property
@@ -104,7 +106,8 @@ async def answer(state: State, config: RunnableConfig, *, deps: Deps) -> dict[st
         response: AIMessageChunk | None = None
         async for chunk in deps.llm.astream(prompt, config):
             response = chunk if response is None else response + chunk
-    except (openai.APIError, TimeoutError, ConnectionError, OSError) as error:
+    except (openai.APIError, httpx.HTTPError, TimeoutError, ConnectionError, OSError) as error:
+        # before any token: every instance refused (AllInstancesDown); after: the stream broke mid-answer
         code = "llm_unavailable" if isinstance(error, openai.APIConnectionError | ConnectionError) else "llm_error"
         log.warning("LLM call failed (%s): %s", code, error)
         LLM_ERRORS.labels(code=code).inc()
