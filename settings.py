@@ -65,6 +65,7 @@ class Settings(BaseSettings):
     kb_refresh_seconds: float = 2.0
 
     max_message_chars: int = 2000
+    injection_llm_check: bool = False  # a one-word LLM verdict after the heuristics (one more LLM call per turn)
     # Conversation logs (tools/conversation_log.py): redacted when written, kept this many days.
     log_retention_days: float = 30.0
     # Quality review (tools/review.py): share of answered turns sampled; answers whose best source scored

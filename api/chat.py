@@ -157,7 +157,7 @@ async def answer_events(
                     answer=text,
                     sources=sources,
                     timings=done["timings"],
-                    flags={"outcome": outcome, "escalated": escalated_to},
+                    flags={"outcome": outcome, "escalated": escalated_to, **event.flags},
                 )
                 await queue_for_review(state, session_id, event.message_id, request.message, text, escalated_to, best)
                 yield sse("done", done)

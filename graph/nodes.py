@@ -24,7 +24,7 @@ from graph.llm_pool import LLMPool
 from graph.metrics import CITATIONS_REMOVED, ESCALATION_REASONS, GUARD_CORRECTIONS, LLM_ERRORS, UNSUPPORTED_SENTENCES
 from graph.state import State
 from settings import Settings
-from tools.injection import BLOCKED, REFUSAL, detect_injection, leaks_system_prompt
+from tools.injection import BLOCKED, REFUSAL, Verdict, detect_injection, leaks_system_prompt, llm_flags_injection
 from tools.redis_client import connect
 from tools.tickets import TicketStore
 
@@ -52,6 +52,12 @@ class Deps:
         return TicketStore(self._redis)
 
     @cached_property
+    def classifier(self) -> LLMPool:
+        """The same LLM instances, asked for a one-word verdict (INJECTION_LLM_CHECK)."""
+        terse = self.settings.model_copy(update={"llm_max_tokens": 3, "llm_temperature": 0.0})
+        return LLMPool(self.settings.llm_base_url, lambda url: chat_model(terse, url))
+
+    @cached_property
     def llm(self) -> LLMPool:
         return LLMPool(self.settings.llm_base_url, lambda url: chat_model(self.settings, url))
 
@@ -76,6 +82,12 @@ async def retrieve(state: State, *, deps: Deps) -> dict[str, Any]:
     """Find sources for the question, or decide at once that a person must take over (no LLM call)."""
     question = _text(state["messages"][-1])
     verdict = detect_injection(question)
+    if (
+        not verdict.blocked
+        and deps.settings.injection_llm_check
+        and await llm_flags_injection(deps.classifier, question)
+    ):
+        verdict = Verdict(True, "llm_classifier")
     if verdict.blocked:
         BLOCKED.labels(kind=verdict.kind).inc()
         log.warning("prompt injection refused (%s): %s", verdict.kind, verdict.matches)

@@ -49,6 +49,7 @@ class Failed:
 class Finished:
     message_id: str | None
     timings: dict[str, float | None] = field(default_factory=dict)
+    flags: dict[str, Any] = field(default_factory=dict)  # for the conversation log: unsupported sentences, …
 
 
 TurnEvent = Sources | Token | Escalated | Failed | Finished
@@ -68,6 +69,7 @@ async def run_turn(
     started = time.perf_counter()
     timings: dict[str, float | None] = {"retrieve_ms": None, "first_token_ms": None}
     partial: list[str] = []
+    flags: dict[str, Any] = {}
     message_id: str | None = None
     answered = False
     stream = graph.astream({"messages": [question], "escalate": escalate}, config, stream_mode=["updates", "messages"])
@@ -89,6 +91,8 @@ async def run_turn(
                     elif node == "answer":
                         answered = True
                         message_id = update["messages"][-1].id
+                        if unsupported := update["messages"][-1].response_metadata.get("unsupported"):
+                            flags["unsupported_sentences"] = unsupported
                         if update.get("failed"):
                             yield Failed(update["failed"], "The answering service is unavailable; this is a fallback.")
                             yield Token(str(update["messages"][-1].content))
@@ -107,7 +111,7 @@ async def run_turn(
             await _store_interrupted(graph, config, "".join(partial))
         raise
     timings["total_ms"] = _ms(started)
-    yield Finished(message_id, timings)
+    yield Finished(message_id, timings, flags)
 
 
 async def _store_interrupted(graph: CompiledStateGraph, config: dict[str, Any], text: str) -> None:

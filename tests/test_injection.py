@@ -96,3 +96,32 @@ async def test_the_agent_refuses_an_attack_without_calling_the_llm_or_opening_a_
     assert calls == []
     assert not [e for e in events if isinstance(e, Escalated)]
     assert "can only help with questions about our product" in "".join(e.text for e in events if isinstance(e, Token))
+
+
+async def test_the_optional_llm_check_asks_the_model_before_answering(settings: Any) -> None:
+    """INJECTION_LLM_CHECK: after the heuristics pass, one short classifier call reaches the real LLM server."""
+    from langchain_core.callbacks import AsyncCallbackHandler
+
+    from graph.checkpointer import make_checkpointer, new_session_id
+    from graph.graph import build_graph
+    from graph.turns import Finished, run_turn
+
+    prompts: list[str] = []
+
+    class Recorder(AsyncCallbackHandler):
+        async def on_chat_model_start(self, serialized: Any, messages: Any, **kwargs: Any) -> None:
+            prompts.extend(str(m.content) for batch in messages for m in batch)
+
+    checked = settings.model_copy(update={"injection_llm_check": True})
+    saver = make_checkpointer(checked.redis_url, 60)
+    agent = build_graph(saver, checked)
+    try:
+        await agent.ainvoke(
+            {"messages": [("user", "Where can I download my invoices?")]},
+            {"configurable": {"thread_id": new_session_id()}, "callbacks": [Recorder()]},
+        )
+        events = [e async for e in run_turn(agent, session_id=new_session_id(), message="How do I pay?")]
+    finally:
+        await saver.aclose()
+    assert any("security filter" in p for p in prompts)
+    assert isinstance(events[-1], Finished)
