@@ -194,7 +194,6 @@ def main() -> int:
     import multiprocessing
 
     from helpers.app_process import run_app, seed_knowledge_base
-
     from launcher.services import free_port, start_chroma, start_redis
     from settings import Settings
 

@@ -174,7 +174,6 @@ def main() -> int:
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
     from helpers.app_process import run_app, seed_knowledge_base
-
     from launcher.services import free_port, start_chroma, start_llm, start_redis
     from settings import Settings
 

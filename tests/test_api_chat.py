@@ -9,10 +9,10 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from helpers.sse import answer_text, chat_events, names, payload
 from httpx_sse import connect_sse
 
 from graph.checkpointer import new_session_id
+from helpers.sse import answer_text, chat_events, names, payload
 
 pytestmark = [pytest.mark.llm, pytest.mark.slow]
 

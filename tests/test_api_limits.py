@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+
 from helpers.app_process import AppProcess, run_app
 from helpers.sse import chat_events, names, payload
-
 from launcher.services import free_port
 
 pytestmark = pytest.mark.slow

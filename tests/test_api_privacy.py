@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
+
 from helpers.sse import chat_events, payload
 
 pytestmark = pytest.mark.slow

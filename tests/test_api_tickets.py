@@ -12,9 +12,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
+
 from helpers.app_process import AppProcess, run_app
 from helpers.sse import chat_events, payload
-
 from launcher.services import free_port
 
 pytestmark = [pytest.mark.llm, pytest.mark.slow]

@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers.app_process import seed_knowledge_base
 
+from helpers.app_process import seed_knowledge_base
 from settings import Settings
 from tools.documents import Chunk
 

@@ -10,38 +10,17 @@ from pathlib import Path
 
 import pytest
 
+from helpers.app_process import HELP_CENTER as SEEDED
+from helpers.app_process import seed_knowledge_base
 from launcher.services import Service
 from settings import Settings
-from tools.documents import Chunk, index_text
-from tools.embeddings import get_embeddings
+from tools.documents import Chunk
 from tools.retrieval import KnowledgeBase, KnowledgeBaseRetriever, get_knowledge_base
-from tools.store import get_collection
 
 ROOT = Path(__file__).resolve().parents[1]
 
 HELP_CENTER = [
-    Chunk(
-        "A password reset link is sent to your e-mail address. It expires after 30 minutes; "
-        "request a new one from the sign-in page if it has expired.",
-        "Resetting your password",
-        "https://help.example.com/account/password-reset",
-        "account.md",
-        section="Reset link",
-    ),
-    Chunk(
-        "Invoices are issued on the first day of each month and can be downloaded as PDF from Billing > "
-        "History. Refunds take 5-10 business days to reach your card.",
-        "Billing and invoices",
-        "https://help.example.com/billing",
-        "billing.md",
-    ),
-    Chunk(
-        "Orders ship within two business days. International delivery takes 7-14 days and tracking numbers "
-        "are e-mailed when the parcel leaves our warehouse.",
-        "Shipping",
-        "https://help.example.com/shipping",
-        "shipping.md",
-    ),
+    *SEEDED,
     Chunk(
         "Error ZX-4711 means the device firmware is older than version 3.2. Install the latest firmware "
         "from the Updates tab, then restart the device.",
@@ -61,16 +40,7 @@ HELP_CENTER = [
 
 
 def add_chunks(settings: Settings, chunks: list[Chunk], version: int) -> None:
-    """Write chunks the way ingestion does (ids, metadata, embedded index_text) and bump `kb_version`."""
-    collection = get_collection(settings)
-    vectors = get_embeddings(settings).embed_documents([index_text(c.title, c.section, c.text) for c in chunks])
-    collection.upsert(
-        ids=[c.chunk_id for c in chunks],
-        documents=[c.text for c in chunks],
-        metadatas=[c.metadata() for c in chunks],  # type: ignore[misc]
-        embeddings=vectors,  # type: ignore[arg-type]
-    )
-    collection.modify(metadata={"kb_version": version})
+    seed_knowledge_base(settings, chunks, version)
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ from typing import Any
 
 import httpx
 import pytest
+
 from conftest import API_ADMIN_TOKEN
 from helpers.sse import chat_events, payload
-
 from settings import Settings
 from tools.embeddings import get_embeddings
 from tools.review import unanswered_report

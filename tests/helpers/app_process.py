@@ -51,8 +51,8 @@ HELP_CENTER = [
 ]
 
 
-def seed_knowledge_base(settings: Settings, chunks: list[Chunk] = HELP_CENTER) -> None:
-    """Write chunks the way ingestion does (ids, metadata, embedded index_text)."""
+def seed_knowledge_base(settings: Settings, chunks: list[Chunk] = HELP_CENTER, version: int | None = None) -> None:
+    """Write chunks the way ingestion does (ids, metadata, embedded index_text) and bump `kb_version`."""
     collection = get_collection(settings)
     vectors = get_embeddings(settings).embed_documents([index_text(c.title, c.section, c.text) for c in chunks])
     collection.upsert(
@@ -61,7 +61,7 @@ def seed_knowledge_base(settings: Settings, chunks: list[Chunk] = HELP_CENTER) -
         metadatas=[c.metadata() for c in chunks],  # type: ignore[misc]
         embeddings=vectors,  # type: ignore[arg-type]
     )
-    collection.modify(metadata={"kb_version": int(time.time())})
+    collection.modify(metadata={"kb_version": version if version is not None else int(time.time())})
 
 
 @dataclass
