@@ -373,7 +373,7 @@ def test_an_interrupted_ingest_leaves_the_index_usable_and_a_rerun_completes_it(
     guide = corpus / "zz-guide.md"  # processed last, so the interruption happens before it is replaced
     guide.write_text("# Guide\n\nThe warranty covers manufacturing defects for two years.\n")
     ingest([corpus], settings)
-    for n in range(30):
+    for n in range(80):  # several EMBED_BATCH flushes, so Ctrl-C lands mid-run
         paragraphs = "\n\n".join(
             f"Topic {n} part {p}: the appliance model {n}-{p} needs its filter cleaned every {p + 2} weeks "
             f"and its seal checked when the light blinks {p} times in a row." * 2
