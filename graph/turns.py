@@ -72,7 +72,12 @@ async def run_turn(
     flags: dict[str, Any] = {}
     message_id: str | None = None
     answered = False
-    stream = graph.astream({"messages": [question], "escalate": escalate}, config, stream_mode=["updates", "messages"])
+    stream = graph.astream(
+        {"messages": [question], "escalate": escalate},
+        config,
+        stream_mode=["updates", "messages"],
+        durability="async",  # checkpoints are written while the next step runs: the LLM call starts sooner
+    )
     try:
         async with contextlib.aclosing(stream):
             async for mode, chunk in stream:
