@@ -141,9 +141,6 @@ def test_chunks_added_later_are_found_by_both_retrievers_without_a_new_knowledge
     assert knowledge_base.search("QWX-GIFT-99 voucher", k=1)[0].url == "https://help.example.com/gift-cards"
 
 
-@pytest.mark.skipif(
-    not (ROOT / "ingest" / "__main__.py").exists(), reason="the ingestion CLI (`python -m ingest`) is not written yet"
-)
 def test_a_document_ingested_by_another_process_becomes_searchable(
     knowledge_base: KnowledgeBase, kb_settings: Settings, tmp_path: Path
 ) -> None:
