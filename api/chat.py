@@ -18,7 +18,6 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import asdict, is_dataclass
 from typing import Any
 
 import anyio
@@ -31,11 +30,11 @@ from starlette.background import BackgroundTask
 from api import metrics, sessions
 from api.deps import GraphDep, Services, services
 from api.feedback import remember_answer
-from api.text import strip_controls
 from api.webhook import announce_ticket
 from graph.turns import Escalated, Failed, Finished, Sources, Token, run_turn
 from tools.conversation_log import ConversationLog
 from tools.review import ReviewQueue, should_sample
+from tools.text import strip_controls
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["chat"])
@@ -58,23 +57,9 @@ class ChatRequest(BaseModel):
         return value
 
 
-def source_list(sources: Any) -> list[dict[str, Any]]:
-    """`[{n, title, url, snippet}]` from SearchHits, Documents or dicts, numbered as the answer cites them."""
-    result = []
-    for index, source in enumerate(sources or [], start=1):
-        if is_dataclass(source):
-            item = asdict(source) | {"snippet": getattr(source, "snippet", "")}
-        elif hasattr(source, "metadata"):
-            item = dict(source.metadata)
-        elif hasattr(source, "model_dump"):
-            item = source.model_dump()
-        else:
-            item = dict(source)
-        snippet = item.get("snippet") or " ".join(str(item.get("text", "")).split())[:300]
-        result.append(
-            {"n": item.get("n", index), "title": item.get("title", ""), "url": item.get("url", ""), "snippet": snippet}
-        )
-    return result
+def source_list(sources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`[{n, title, url, snippet}]`: what the client is shown of the graph's sources (scores stay inside)."""
+    return [{key: source.get(key, "") for key in ("n", "title", "url", "snippet")} for source in sources]
 
 
 def sse(event: str, data: dict[str, Any]) -> ServerSentEvent:

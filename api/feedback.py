@@ -18,8 +18,8 @@ from pydantic import BaseModel, Field
 
 from api.deps import RedisDep
 from api.security import require_admin
-from api.text import strip_controls
 from tools.review import ReviewQueue
+from tools.text import strip_controls
 
 MAX_COMMENT_CHARS = 2000
 FEEDBACK_KEY = "feedback"

@@ -16,10 +16,10 @@ from pydantic import BaseModel, EmailStr, Field
 from api import sessions
 from api.deps import GraphDep, RedisDep, ServicesDep
 from api.security import require_admin
-from api.text import strip_controls
 from api.webhook import announce_ticket, ticket_json
 from graph.nodes import shown_sources, transcript
 from tools.review import ReviewQueue
+from tools.text import strip_controls
 from tools.tickets import Status, TicketStore
 
 MAX_REASON_CHARS = 1000

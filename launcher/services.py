@@ -80,7 +80,8 @@ def _spawn(name: str, args: list[str], log_dir: Path) -> tuple[subprocess.Popen[
     return process, log_path
 
 
-def _wait(service: Service, ready: Callable[[], bool], timeout: float) -> Service:
+def wait_ready(service: Service, ready: Callable[[], bool], timeout: float) -> Service:
+    """Poll `ready` until it is true; fail with the log tail if the process exits or time runs out."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if service.process.poll() is not None:
@@ -139,7 +140,7 @@ def start_redis(data_dir: Path, port: int, log_dir: Path, prefer: str = "valkey"
 
         return bool(redis.Redis(port=port, socket_timeout=0.5).ping())
 
-    return _wait(service, ready, 20)
+    return wait_ready(service, ready, 20)
 
 
 def start_llm(model_path: Path, port: int, log_dir: Path, alias: str = "smollm2", n_ctx: int = 4096) -> Service:
@@ -170,7 +171,7 @@ def start_llm(model_path: Path, port: int, log_dir: Path, alias: str = "smollm2"
     ]
     process, log_path = _spawn(f"llm-{port}", args, log_dir)
     service = Service("llm", f"http://127.0.0.1:{port}/v1", process, log_path)
-    return _wait(service, lambda: httpx.get(f"{service.url}/models", timeout=1).status_code == 200, 120)
+    return wait_ready(service, lambda: httpx.get(f"{service.url}/models", timeout=1).status_code == 200, 120)
 
 
 def start_chroma(path: Path, port: int, log_dir: Path) -> Service:
@@ -181,4 +182,4 @@ def start_chroma(path: Path, port: int, log_dir: Path) -> Service:
     args = [str(chroma), "run", "--path", str(path.resolve()), "--host", "127.0.0.1", "--port", str(port)]
     process, log_path = _spawn("chroma", args, log_dir)
     service = Service("chroma", f"http://127.0.0.1:{port}", process, log_path)
-    return _wait(service, lambda: httpx.get(f"{service.url}/api/v2/heartbeat", timeout=1).status_code == 200, 60)
+    return wait_ready(service, lambda: httpx.get(f"{service.url}/api/v2/heartbeat", timeout=1).status_code == 200, 60)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import httpx
 import pytest
 from langgraph_sdk import get_client
 
-from launcher.services import Service, free_port
+from launcher.services import Service, free_port, wait_ready
 from settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,27 +41,15 @@ def langgraph_dev(settings: Settings, tmp_path: Path) -> Iterator[str]:
         "--port",
         str(port),
     ]
-    log = (tmp_path / "langgraph-dev.log").open("wb")
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    log_path = tmp_path / "langgraph-dev.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    server = Service("langgraph dev", f"http://127.0.0.1:{port}", process, log_path)
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert process.poll() is None, (tmp_path / "langgraph-dev.log").read_text()[-3000:]
-            try:
-                if httpx.get(f"{url}/ok", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("langgraph dev did not start: " + (tmp_path / "langgraph-dev.log").read_text()[-3000:])
-        yield url
+        wait_ready(server, lambda: httpx.get(f"{server.url}/ok", timeout=2).status_code == 200, 120)
+        yield server.url
     finally:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        server.stop(20)
 
 
 async def test_langgraph_dev_runs_a_thread_of_the_support_agent(langgraph_dev: str, llm_service: Service) -> None:

@@ -39,10 +39,6 @@ HELP_CENTER = [
 ]
 
 
-def add_chunks(settings: Settings, chunks: list[Chunk], version: int) -> None:
-    seed_knowledge_base(settings, chunks, version)
-
-
 @pytest.fixture
 def kb_settings(tmp_path: Path, chroma_service: Service) -> Settings:
     """The shared Chroma server, a fresh collection; freshness checks on every search so tests need not wait."""
@@ -57,7 +53,7 @@ def kb_settings(tmp_path: Path, chroma_service: Service) -> Settings:
 
 @pytest.fixture
 def knowledge_base(kb_settings: Settings) -> KnowledgeBase:
-    add_chunks(kb_settings, HELP_CENTER, version=1)
+    seed_knowledge_base(kb_settings, HELP_CENTER, version=1)
     return KnowledgeBase(kb_settings)
 
 
@@ -137,7 +133,7 @@ def test_chunks_added_later_are_found_by_both_retrievers_without_a_new_knowledge
         "https://help.example.com/gift-cards",
         "gift.md",
     )
-    add_chunks(kb_settings, [card], version=2)
+    seed_knowledge_base(kb_settings, [card], version=2)
     assert knowledge_base.search("QWX-GIFT-99 voucher", k=1)[0].url == "https://help.example.com/gift-cards"
 
 

@@ -20,14 +20,14 @@ from urllib.parse import unquote
 
 from prometheus_client import Counter
 
+from tools.text import strip_controls
+
 BLOCKED = Counter("injection_blocked_total", "Messages refused as prompt-injection attempts", ["kind"])
 REFUSAL = (
     "I can only help with questions about our product and services, and I can't change how I work or share my "
     "instructions. What can I help you with?"
 )
 
-_ZERO_WIDTH = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _TAGS = re.compile("[\U000e0000-\U000e007f]")
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"})
 
@@ -104,9 +104,8 @@ class Verdict:
 
 
 def sanitize_input(text: str) -> str:
-    """NFKC-normalised, without zero-width, bidi and control characters (newlines and tabs kept)."""
-    text = unicodedata.normalize("NFKC", text)
-    return _CONTROL.sub("", _ZERO_WIDTH.sub("", text))
+    """NFKC-normalised, without control, zero-width and bidi characters (newlines and tabs kept)."""
+    return strip_controls(unicodedata.normalize("NFKC", text))
 
 
 def _decoded_payloads(text: str) -> list[str]:
