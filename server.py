@@ -1,52 +1,40 @@
 """The HTTP server: `create_app(settings)` builds the FastAPI app; `uvicorn server:app` or
 `uvicorn --factory server:create_app` serve it (the launcher, `./run`, calls `create_app` itself).
 
-Routes are grouped by resource in `api/` (chat, search, sessions, tickets, feedback, health, metrics);
-the web pages (`api/frontend.py`), the help pages (`api/help.py`) and LangServe at `/agent`
-(`api/agent.py`) are added when their modules are present.
+Routes are grouped by resource in `api/` (chat, search, sessions, tickets, feedback, review, health, metrics),
+plus the web pages (`api/frontend.py`), the help pages (`api/help.py`) and LangServe at `/agent`
+(`api/agent.py`). One request flows one way: api → graph → tools → LLM, and back out as events.
 """
 
 from __future__ import annotations
 
-import asyncio
-import importlib
-import importlib.util
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from api import chat, feedback, health, metrics, review, search, sessions, tickets
-from api.deps import Services, build_agent, redis_pool
+from api import agent, chat, feedback, frontend, health, metrics, review, search, sessions, tickets
+from api import help as help_pages
+from api.deps import Services
 from api.errors import add_error_handlers
 from api.limits import RateLimits
 from api.security import SecurityHeadersMiddleware
+from graph.checkpointer import make_checkpointer
+from graph.configuration import build_context
+from graph.graph import build_graph
 from settings import Settings, get_settings
+from tools.redis_client import pool
 
 log = logging.getLogger("server")
 
 
-def _optional(module: str) -> Any | None:
-    """A module written by another part of the project, if it is present in this tree (and importable)."""
-    if importlib.util.find_spec(module) is None:
-        return None
-    try:
-        return importlib.import_module(module)
-    except ImportError as error:
-        log.error("%s is not served: %s", module, error)
-        return None
-
-
 async def _warm_knowledge_base(state: Services) -> None:
     """Load the embedding model and BM25 index before the first question (≈10 s), without delaying start-up."""
-    from tools.retrieval import get_knowledge_base
-
     try:
-        state.knowledge_base = await asyncio.to_thread(get_knowledge_base, state.settings)
+        await state.context.knowledge_base()
     except Exception as error:  # Chroma down: /api/search and /ready say so, and retry on demand
         log.warning("knowledge base not loaded at start: %s", error)
 
@@ -56,14 +44,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     if not settings.redis_url:
         raise RuntimeError("REDIS_URL is not set: start the product with ./run (which starts Redis) or set REDIS_URL")
-    agent = build_agent(settings)
+    redis = aioredis.Redis(
+        connection_pool=pool(
+            settings.redis_url, settings.redis_max_connections, decode_responses=True, health_check_interval=30
+        )
+    )
+    saver_client = aioredis.Redis(connection_pool=pool(settings.redis_url, settings.redis_max_connections))
+    graph = build_graph(make_checkpointer(settings.redis_url, settings.session_ttl_seconds, client=saver_client))
+    state = Services(
+        settings=settings, redis=redis, context=build_context(settings, redis), graph=graph, limits=RateLimits(settings)
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        redis = aioredis.Redis(connection_pool=redis_pool(settings, decode_responses=True, health_check_interval=30))
-        state = Services(settings=settings, redis=redis, graph=agent)
         app.state.services = state
-        app.state.limits = RateLimits(settings)
         state.spawn(_warm_knowledge_base(state))
         try:
             yield
@@ -71,9 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             for task in list(state.background):
                 task.cancel()
             await redis.aclose()
-            saver = getattr(agent, "checkpointer", None)
-            if hasattr(saver, "aclose"):
-                await saver.aclose()
+            await saver_client.aclose()
 
     app = FastAPI(
         title="Support chatbot",
@@ -83,17 +75,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     add_error_handlers(app)
-    for router in (health.router, metrics.router, search.router, chat.router, sessions.router, tickets.router):
-        app.include_router(router)
-    app.include_router(feedback.router)
-    app.include_router(review.router)
-
-    if agent_module := _optional("api.agent"):
-        agent_module.add_agent_routes(app, agent)
-    if help_module := _optional("api.help"):
-        app.include_router(help_module.router)
-    if frontend := _optional("api.frontend"):
-        frontend.add_frontend_routes(app)
+    for module in (health, metrics, search, chat, sessions, tickets, feedback, review, help_pages):
+        app.include_router(module.router)
+    agent.add_agent_routes(app, graph, state.context)
+    frontend.add_frontend_routes(app)
 
     # Outermost last: metrics see every answer, including CORS preflights and refusals by the headers layer.
     if settings.cors_origins:

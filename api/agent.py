@@ -72,11 +72,12 @@ async def _session_config(config: dict[str, Any], request: Request) -> dict[str,
     return {**config, "configurable": {**config.get("configurable", {}), "thread_id": session_id}}
 
 
-def add_agent_routes(app: FastAPI, graph: Any) -> None:
+def add_agent_routes(app: FastAPI, graph: Any, context: Any) -> None:
+    """The graph bound to the app's parts (its run context), as `/chat` runs it."""
     app.include_router(router)
     add_routes(
         app,
-        graph,
+        graph.bind(context=context),
         path="/agent",
         per_req_config_modifier=_session_config,
         enabled_endpoints=["invoke", "batch", "stream", "stream_events", "playground", "input_schema", "output_schema"],

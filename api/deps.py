@@ -1,8 +1,8 @@
-"""What every route needs, built once per app in the lifespan and reached through `request.app.state`.
+"""What every route needs, built once per app (server.py) and reached through `request.app.state.services`.
 
-One `redis.asyncio.Redis` client (a connection pool) serves sessions, tickets, limits, locks and feedback.
-The knowledge base and the graph are built lazily the first time they are needed when the lifespan could not
-build them (a part that was down at start), so one down part never stops the app from starting.
+One `redis.asyncio.Redis` client (a blocking connection pool) serves sessions, tickets, limits, locks, logs and
+feedback; the checkpointer has its own because it needs bytes. The agent's parts are the graph's run context
+(graph/configuration.py), so a route and a graph step use the very same objects.
 """
 
 from __future__ import annotations
@@ -10,13 +10,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import redis.asyncio as aioredis
 from fastapi import Depends, HTTPException, Request
 
 from settings import Settings
-from tools.redis_client import resilient
+
+if TYPE_CHECKING:
+    from api.limits import RateLimits
+    from graph.configuration import Context
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +30,9 @@ class Services:
 
     settings: Settings
     redis: aioredis.Redis
-    graph: Any = None
-    knowledge_base: Any = None
+    context: Context
+    graph: Any
+    limits: RateLimits
     background: set[asyncio.Task[Any]] = field(default_factory=set)
 
     def spawn(self, coroutine: Any) -> None:
@@ -50,52 +54,22 @@ def redis_of(request: Request) -> aioredis.Redis:
     return services(request).redis
 
 
+def graph_of(request: Request) -> Any:
+    return services(request).graph
+
+
 async def knowledge_base(request: Request) -> Any:
     """The hybrid search; 503 with the reason when Chroma cannot be reached."""
-    state = services(request)
-    if state.knowledge_base is None:
-        from tools.retrieval import get_knowledge_base
-
-        try:
-            state.knowledge_base = await asyncio.to_thread(get_knowledge_base, state.settings)
-        except Exception as error:
-            log.warning("knowledge base unavailable: %s", error)
-            raise HTTPException(503, f"The knowledge base is unavailable: {error}") from error
-    return state.knowledge_base
-
-
-async def graph(request: Request) -> Any:
-    """The compiled LangGraph agent (checkpointed to Redis)."""
-    state = services(request)
-    if state.graph is None:
-        state.graph = build_agent(state.settings)
-    return state.graph
-
-
-def build_agent(settings: Settings) -> Any:
-    """`graph.graph.build_graph` with the Redis checkpointer; imported late because it loads LangChain."""
-    from graph.checkpointer import make_checkpointer
-    from graph.graph import build_graph
-
-    client = aioredis.Redis(connection_pool=redis_pool(settings, decode_responses=False))  # the saver needs bytes
-    checkpointer = make_checkpointer(settings.redis_url, settings.session_ttl_seconds, client=client)
-    return build_graph(checkpointer, settings)
-
-
-def redis_pool(settings: Settings, **options: Any) -> aioredis.BlockingConnectionPool:
-    """A pool that waits for a free connection instead of failing: redis-py's default pool raises
-    `MaxConnectionsError` beyond 100 connections, which 100 concurrent answers reached (bench/load_bench.py)."""
-    return aioredis.BlockingConnectionPool.from_url(
-        settings.redis_url,
-        max_connections=settings.redis_max_connections,
-        timeout=10,
-        **resilient(**options),  # retried across a Redis restart
-    )
+    try:
+        return await services(request).context.knowledge_base()
+    except Exception as error:
+        log.warning("knowledge base unavailable: %s", error)
+        raise HTTPException(503, f"The knowledge base is unavailable: {error}") from error
 
 
 # Typed dependencies, as in FastAPI's full-stack template: `redis: RedisDep` in a route's signature.
 ServicesDep = Annotated[Services, Depends(services)]
 SettingsDep = Annotated[Settings, Depends(settings_of)]
 RedisDep = Annotated[aioredis.Redis, Depends(redis_of)]
-GraphDep = Annotated[Any, Depends(graph)]
+GraphDep = Annotated[Any, Depends(graph_of)]
 KnowledgeBaseDep = Annotated[Any, Depends(knowledge_base)]

@@ -13,7 +13,7 @@ from fastapi import APIRouter, HTTPException
 from fastapi.responses import FileResponse, HTMLResponse
 from markdown_it import MarkdownIt
 
-from ingest.splitter import Anchors, heading_text
+from tools.anchors import Anchors, heading_text
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 router = APIRouter(tags=["help"])

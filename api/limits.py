@@ -14,9 +14,9 @@ from limits import RateLimitItem, parse
 from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 
-from api import metrics
-from api.deps import redis_pool
+import metrics
 from settings import Settings
+from tools.redis_client import pool
 
 
 class RateLimits:
@@ -30,8 +30,8 @@ class RateLimits:
         )
         # limits defaults to coredis for async Redis; redis-py (already a dependency) works as well.
         # Our blocking pool: the library's own pool raised MaxConnectionsError under 200 concurrent requests.
-        pool = redis_pool(settings)
-        self.storage = RedisStorage(url, implementation="redispy", key_prefix="ratelimit", connection_pool=pool)
+        connections = pool(settings.redis_url or "", settings.redis_max_connections)
+        self.storage = RedisStorage(url, implementation="redispy", key_prefix="ratelimit", connection_pool=connections)
         self.limiter = MovingWindowRateLimiter(self.storage)
         self.per_session: RateLimitItem = parse(settings.rate_limit_session)
         self.per_ip: RateLimitItem = parse(settings.rate_limit_ip)
@@ -54,6 +54,10 @@ class RateLimits:
 
     async def check_session(self, session_id: str) -> None:
         await self.check("session", self.per_session, session_id)
+
+    async def forget_session(self, session_id: str) -> None:
+        """Erasing a session erases its counter too (the key names the session)."""
+        await self.limiter.clear(self.per_session, "session", session_id)
 
 
 def client_ip(request: Request) -> str:

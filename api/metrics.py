@@ -1,38 +1,14 @@
-"""Prometheus metrics of the HTTP API, served at `/metrics` with everything else in the default registry
-(including `llm_errors_total` from graph/metrics.py)."""
+"""`/metrics` (Prometheus; every series is defined in metrics.py) and the middleware counting HTTP requests."""
 
 from __future__ import annotations
 
 import time
 
 from fastapi import APIRouter, Response
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-REQUESTS = Counter("http_requests_total", "HTTP requests answered", ["method", "route", "status"])
-REQUEST_SECONDS = Histogram(
-    "http_request_duration_seconds",
-    "Time to the response headers",
-    ["method", "route"],
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-)
-FIRST_TOKEN_SECONDS = Histogram(
-    "chat_time_to_first_token_seconds",
-    "From /chat request to the first answer token sent",
-    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 13, 20, 30, 60),
-)
-SOURCES_SECONDS = Histogram(
-    "chat_time_to_sources_seconds",
-    "From /chat request to the sources event",
-    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
-)
-TOKENS = Counter("chat_tokens_streamed_total", "Answer tokens (stream chunks) sent to clients")
-STREAMS = Gauge("chat_streams_in_progress", "Answers being streamed now")
-CHATS = Counter("chat_turns_total", "Chat turns by outcome", ["outcome"])  # done | interrupted | failed
-ESCALATIONS = Counter("chat_escalations_total", "Conversations handed to a person (ticket opened or updated)")
-ERRORS = Counter("chat_errors_total", "Error events sent in chat streams", ["code"])
-RATE_LIMITED = Counter("rate_limited_requests_total", "Requests refused with 429", ["scope"])
-WEBHOOK = Counter("ticket_webhook_deliveries_total", "Ticket webhook deliveries", ["result"])
+from metrics import REQUEST_SECONDS, REQUESTS
 
 router = APIRouter(tags=["operations"])
 

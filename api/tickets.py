@@ -1,7 +1,7 @@
 """Tickets: customers open one from a conversation; support leads list, read and update them.
 
-`POST /api/tickets` uses the same `TicketStore.open_or_update`, transcript and source list as the agent's
-escalate step (graph/nodes.py), so a session has at most one open ticket: a second request (double click, or
+`POST /api/tickets` uses the same `TicketStore.open_or_update`, transcript and source list (graph/transcript.py)
+as the agent's escalate step, so a session has at most one open ticket: a second request (double click, or
 the bot having escalated already) returns that ticket (200) with the newer transcript instead of another (201).
 """
 
@@ -10,14 +10,13 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
-from langchain_core.messages import HumanMessage
 from pydantic import BaseModel, EmailStr, Field
 
 from api import sessions
 from api.deps import GraphDep, RedisDep, ServicesDep
 from api.security import require_admin
 from api.webhook import announce_ticket, ticket_json
-from graph.nodes import shown_sources, transcript
+from graph.transcript import last_question, shown_sources, transcript
 from tools.review import ReviewQueue
 from tools.text import strip_controls
 from tools.tickets import Status, TicketStore
@@ -63,18 +62,13 @@ async def open_ticket(
         body.session_id,
         reason=reason or "customer_request",
         transcript=transcript(messages),
-        sources=shown_sources(messages, []),
+        sources=shown_sources(messages),
         contact_email=str(body.contact_email) if body.contact_email else None,
     )
     data = ticket_json(ticket)
     if created:
         state.spawn(announce_ticket(state, data["ticket_id"]))
-        questions = [m.content for m in messages if isinstance(m, HumanMessage)]
-        record = {
-            "session_id": body.session_id,
-            "ticket_id": ticket.ticket_id,
-            "question": str(questions[-1]) if questions else "",
-        }
+        record = {"session_id": body.session_id, "ticket_id": ticket.ticket_id, "question": last_question(messages)}
         await ReviewQueue(state.redis).add(
             "escalation",
             record | {"answer": f"Ticket {ticket.ticket_id} opened by the customer: {reason or 'no reason given'}"},

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from api import metrics
+import metrics
 
 log = logging.getLogger(__name__)
 

@@ -13,13 +13,11 @@ Usage (one per app, sharing nothing with other clients because it needs `decode_
     await saver.aclose()
 
 Keys are not escaped by the library (thread "a:b" + namespace "c" would collide with thread "a" + namespace "b:c"),
-which is one more reason session ids are server-issued random tokens: `new_session_id()` / `is_valid_session_id()`.
+which is one more reason session ids are server-issued random tokens (api/sessions.py).
 """
 
 from __future__ import annotations
 
-import re
-import secrets
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -29,16 +27,6 @@ from langgraph_checkpoint_plainredis import AsyncRedisSaver
 from tools.redis_client import connect
 
 KEY_PREFIX = "chat"
-_SESSION_ID = re.compile(r"^s_[A-Za-z0-9_-]{22}$")
-
-
-def new_session_id() -> str:
-    """128 random bits, URL-safe; the only kind of id the server accepts."""
-    return "s_" + secrets.token_urlsafe(16)
-
-
-def is_valid_session_id(value: object) -> bool:
-    return isinstance(value, str) and _SESSION_ID.fullmatch(value) is not None
 
 
 class SlidingRedisSaver(AsyncRedisSaver):
@@ -68,8 +56,3 @@ def make_checkpointer(
 ) -> SlidingRedisSaver:
     kwargs.setdefault("client", connect(redis_url, protocol=2))  # bytes, as the saver expects; retried
     return SlidingRedisSaver(url=redis_url, ttl=ttl_seconds or None, prefix=prefix, **kwargs)
-
-
-async def delete_session(saver: AsyncRedisSaver, session_id: str) -> None:
-    """Erase a conversation on request: every checkpoint, value and pending write of the thread."""
-    await saver.adelete_thread(session_id)

@@ -1,39 +1,33 @@
-"""The support agent: retrieve → answer | escalate | refuse, and answer → escalate when the model is unsure.
+"""The support agent: guard input → retrieve → answer → check answer, with escalate and refuse as the ways out.
 
 `graph` (no checkpointer) is what `langgraph.json` serves to LangGraph Studio; the server calls
-`build_graph(checkpointer, settings)` with the Redis checkpointer.
+`build_graph(checkpointer)` and passes its parts as the run's context (graph/configuration.py).
 """
 
 from __future__ import annotations
-
-from functools import partial
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
-from graph.nodes import Deps, after_answer, after_retrieve, answer, escalate, refuse, retrieve
+from graph.nodes import answer, check_answer, escalate, guard_input, next_step, refuse, retrieve
 from graph.state import InputState, State
-from settings import Settings, get_settings
 
 
-def build_graph(
-    checkpointer: BaseCheckpointSaver | None = None, settings: Settings | None = None
-) -> CompiledStateGraph:
-    deps = Deps(settings or get_settings())
+def build_graph(checkpointer: BaseCheckpointSaver | None = None) -> CompiledStateGraph:
+    # No `context_schema`: the parts are not settings a caller could send; Studio's empty context means
+    # "build them from the environment" (graph/configuration.py).
     builder = StateGraph(State, input_schema=InputState)
-    builder.add_node("retrieve", partial(retrieve, deps=deps))
-    builder.add_node("answer", partial(answer, deps=deps))
-    builder.add_node("escalate", partial(escalate, deps=deps))
-    builder.add_node("refuse", refuse)
-    builder.add_edge(START, "retrieve")
-    builder.add_conditional_edges("retrieve", after_retrieve, ["answer", "escalate", "refuse"])
-    builder.add_conditional_edges("answer", after_answer, ["escalate", END])
+    for node in (guard_input, retrieve, answer, check_answer, escalate, refuse):
+        builder.add_node(node.__name__, node)
+    builder.add_edge(START, "guard_input")
+    builder.add_conditional_edges("guard_input", next_step, ["retrieve", "escalate", "refuse"])
+    builder.add_conditional_edges("retrieve", next_step, ["answer", "escalate"])
+    builder.add_conditional_edges("answer", next_step, ["check_answer", END])
+    builder.add_conditional_edges("check_answer", next_step, ["escalate", END])
     builder.add_edge("escalate", END)
     builder.add_edge("refuse", END)
-    compiled = builder.compile(checkpointer=checkpointer, name="support-agent")
-    compiled.deps = deps  # type: ignore[attr-defined]  # run_turn and tests reach the parts through the graph
-    return compiled
+    return builder.compile(checkpointer=checkpointer, name="support-agent")
 
 
 graph = build_graph()

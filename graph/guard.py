@@ -19,7 +19,6 @@ _UNSURE = re.compile(
     r"(do not|don't) have (enough |any )?(information|details))\b",
     re.IGNORECASE,
 )
-_SENTENCES = re.compile(r"(?<=[.!?])\s+")
 _HANDOVER = re.compile(r"\b(ticket|case|escalat\w*|support team|human agent|colleague|specialist)\b", re.IGNORECASE)
 _CLAIM_VERB = re.compile(
     r"\b(i|we)('ve| have| am| 'm|'m| will|'ll| are)?\s+(just\s+)?(created|opened|filed|raised|submitted|logged|"
@@ -37,15 +36,11 @@ def model_is_unsure(answer: str) -> bool:
     return _UNSURE.search(answer) is not None
 
 
-def remove_false_promises(answer: str) -> tuple[str, bool]:
-    """Drop sentences that claim a ticket or hand-over exists; say whether any were dropped.
+def mentions_handover(text: str) -> bool:
+    return _HANDOVER.search(text) is not None
 
-    Applied when no ticket was created in this turn: the bot never says one exists unless it does.
-    """
-    kept, changed = [], False
-    for sentence in _SENTENCES.split(answer):
-        if _HANDOVER.search(sentence) and _CLAIM_VERB.search(sentence):
-            changed = True
-        else:
-            kept.append(sentence)
-    return (" ".join(kept).strip(), True) if changed else (answer, False)
+
+def is_false_promise(sentence: str) -> bool:
+    """A sentence claiming a ticket or hand-over exists. The answer step runs before any ticket of this turn
+    exists, so the bot never says one exists unless the escalate step made it (and says so itself)."""
+    return mentions_handover(sentence) and _CLAIM_VERB.search(sentence) is not None

@@ -35,25 +35,24 @@ def format_sources(sources: list[dict[str, Any]]) -> str:
 
 
 def recent_turns(history: list[AnyMessage], turns: int) -> list[BaseMessage]:
-    """The last `turns` question/answer pairs as plain messages, newest kept first when over budget."""
-    kept: list[BaseMessage] = []
-    users = 0
-    size = 0
-    for message in reversed(history):
+    """The last `turns` question/answer pairs as plain messages, newest kept first when over budget.
+    Refused turns (an injection attempt, an echo of these instructions) are never sent to the model again."""
+    pairs: list[tuple[HumanMessage, AIMessage]] = []
+    question: HumanMessage | None = None
+    for message in history:
         if isinstance(message, HumanMessage):
-            users += 1
-            if users > turns:
-                break
-        elif not isinstance(message, AIMessage):
-            continue
-        text = str(message.content)
-        size += len(text)
+            question = message
+        elif isinstance(message, AIMessage) and question is not None:
+            if not (message.response_metadata or {}).get("refused"):
+                pairs.append((question, message))
+            question = None
+    kept: list[BaseMessage] = []
+    size = 0
+    for asked, replied in reversed(pairs[-turns:] if turns > 0 else []):
+        size += len(str(asked.content)) + len(str(replied.content))
         if size > MAX_HISTORY_CHARS and kept:
             break
-        kept.append(HumanMessage(text) if isinstance(message, HumanMessage) else AIMessage(text))
-    kept.reverse()
-    while kept and not isinstance(kept[0], HumanMessage):  # start on a question
-        kept.pop(0)
+        kept[:0] = [HumanMessage(str(asked.content)), AIMessage(str(replied.content))]
     return kept
 
 

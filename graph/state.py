@@ -1,15 +1,22 @@
 """What the agent remembers about a conversation (checkpointed to Redis after every step).
 
-`typing_extensions.TypedDict`, not `typing.TypedDict`: LangServe cannot build schemas from the latter on 3.11.
+A turn adds exactly one human message and one AI message; the per-turn fields below are reset by the first
+step of every turn. `typing_extensions.TypedDict`, not `typing.TypedDict`: LangServe cannot build schemas from
+the latter on 3.11.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, NotRequired
+from typing import Annotated, Literal, NotRequired
 
 from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
 from typing_extensions import TypedDict
+
+from tools.sources import Source
+
+Step = Literal["retrieve", "answer", "check_answer", "escalate", "refuse", "end"]
+EscalationReason = Literal["customer_request", "caller_request", "no_relevant_answer", "model_unsure"]
 
 
 class InputState(TypedDict):
@@ -22,9 +29,9 @@ class InputState(TypedDict):
 class State(InputState):
     """The whole conversation plus what this turn found and decided."""
 
+    next_step: NotRequired[Step]
+    escalation_reason: NotRequired[EscalationReason | None]
     query: NotRequired[str]  # what was searched (the question, with context for follow-ups)
-    sources: NotRequired[list[dict[str, Any]]]  # [{n, title, url, snippet, score, text}] shown this turn
-    route: NotRequired[str]  # "answer", or the reason to escalate
+    sources: NotRequired[list[Source]]  # given to the model this turn, numbered as it cites them
     failed: NotRequired[str | None]  # error code when the LLM failed this turn
-    correction: NotRequired[str | None]  # text appended when the guard removed a false promise
     ticket_id: NotRequired[str | None]

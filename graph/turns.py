@@ -1,153 +1,146 @@
-"""One chat turn as a stream of plain events — the bridge between the graph and `/chat`.
+"""One chat turn, run for a caller that streams it: the graph's custom events as they happen, then `done`.
 
-Order: `Sources` first (before any token), `Token`s (only the answer's, or the escalation/fallback text),
-`Failed` before a fallback, `Escalated` when a ticket was opened or updated, `Finished` last. If the consumer
-stops early (the client went away), the graph's stream is closed — which closes the upstream LLM request — and
-the partial answer is stored marked `interrupted`, so the conversation stays coherent.
+The steps write their own events (graph/nodes.py); this adapter only starts the run with the context, ends it
+with `done` — whose `text` is the stored reply, the one truth the page shows — and keeps a turn whose consumer
+went away coherent: the text the customer already saw is stored as the reply, marked interrupted.
+`result` (a `TurnResult`) is what an after-turn recorder needs, read from the final state.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage
+from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.graph.state import CompiledStateGraph
 
-from tools.injection import sanitize_input
+from graph.configuration import Context
+from graph.nodes import new_message_id
+from graph.transcript import text_of, transcript
+from tools.sources import PublicSource, best_score, public
 
 
 @dataclass
-class Sources:
-    sources: list[dict[str, Any]]
+class TurnResult:
+    """What one turn left behind, as every store records it."""
 
-
-@dataclass
-class Token:
-    text: str
-
-
-@dataclass
-class Escalated:
-    ticket_id: str
-    reason: str
-
-
-@dataclass
-class Failed:
-    code: str
-    message: str
-
-
-@dataclass
-class Finished:
+    session_id: str
     message_id: str | None
-    timings: dict[str, float | None] = field(default_factory=dict)
-    flags: dict[str, Any] = field(default_factory=dict)  # for the conversation log: unsupported sentences, …
+    question: str
+    answer: str
+    outcome: str  # answered | escalated | refused | failed | interrupted
+    sources: list[PublicSource] = field(default_factory=list)
+    best_score: float | None = None
+    ticket_id: str | None = None
+    escalation_reason: str | None = None
+    failed: str | None = None
+    unsupported: list[str] = field(default_factory=list)
+    checks: list[str] = field(default_factory=list)
+
+    @property
+    def interrupted(self) -> bool:
+        return self.outcome == "interrupted"
 
 
-TurnEvent = Sources | Token | Escalated | Failed | Finished
+class Turn:
+    def __init__(
+        self, graph: CompiledStateGraph, context: Context, *, session_id: str, message: str, escalate: bool = False
+    ) -> None:
+        self.graph, self.context, self.session_id = graph, context, session_id
+        self.config: dict[str, Any] = {"configurable": {"thread_id": session_id}}
+        at = datetime.now(UTC).isoformat()
+        self.input = {
+            "messages": [HumanMessage(message, id=new_message_id(), response_metadata={"at": at})],
+            "escalate": escalate,
+        }
+        self.result: TurnResult | None = None
 
+    async def events(self) -> AsyncIterator[dict[str, Any]]:
+        final: dict[str, Any] = {}
+        shown: list[str] = []
+        stream = self.graph.astream(
+            self.input,
+            self.config,
+            context=self.context,
+            stream_mode=["custom", "values"],
+            durability="async",  # checkpoints are written while the next step runs: the LLM call starts sooner
+        )
+        try:
+            async with contextlib.aclosing(stream):
+                async for mode, chunk in stream:
+                    if mode == "values":
+                        final = chunk
+                        continue
+                    if chunk.get("event") == "token":
+                        shown.append(chunk["text"])
+                    yield chunk
+        except (GeneratorExit, asyncio.CancelledError):
+            if not self._replied(final) and "".join(shown).strip():
+                reply = await self._store_interrupted(final, "".join(shown))
+                self.result = self._result(final | {"messages": [*final.get("messages", []), reply]})
+            raise
+        self.result = self._result(final)
+        yield {
+            "event": "done",
+            "message_id": self.result.message_id,
+            "text": self.result.answer,
+            "interrupted": self.result.interrupted,
+            "refused": self.result.outcome == "refused",
+        }
 
-def _ms(since: float) -> float:
-    return round((time.perf_counter() - since) * 1000, 1)
+    def _replied(self, state: dict[str, Any]) -> bool:
+        messages = state.get("messages") or []
+        return bool(messages) and isinstance(messages[-1], AIMessage)
 
+    async def _store_interrupted(self, state: dict[str, Any], text: str) -> AIMessage:
+        """Keep what the customer already saw, marked as cut off, as the turn's reply."""
+        meta = {
+            "interrupted": True,
+            "sources": public(state.get("sources") or []),
+            "at": datetime.now(UTC).isoformat(),
+        }
+        reply = AIMessage(text, id=new_message_id(), response_metadata=meta)
+        with contextlib.suppress(Exception):
+            update = {"messages": [reply], "next_step": "end"}
+            await asyncio.shield(self.graph.aupdate_state(self.config, update, as_node="check_answer"))
+        return reply
 
-async def run_turn(
-    graph: CompiledStateGraph, *, session_id: str, message: str, escalate: bool = False
-) -> AsyncIterator[TurnEvent]:
-    config = {"configurable": {"thread_id": session_id}}
-    now = datetime.now(UTC).isoformat()
-    message = sanitize_input(message)
-    question = HumanMessage(message, id=f"m_{uuid.uuid4().hex}", response_metadata={"at": now})
-    started = time.perf_counter()
-    timings: dict[str, float | None] = {"retrieve_ms": None, "first_token_ms": None}
-    partial: list[str] = []
-    flags: dict[str, Any] = {}
-    message_id: str | None = None
-    answered = False
-    stream = graph.astream(
-        {"messages": [question], "escalate": escalate},
-        config,
-        stream_mode=["updates", "messages"],
-        durability="async",  # checkpoints are written while the next step runs: the LLM call starts sooner
-    )
-    try:
-        async with contextlib.aclosing(stream):
-            async for mode, chunk in stream:
-                if mode == "messages":
-                    piece, meta = chunk
-                    if meta.get("langgraph_node") == "answer" and isinstance(piece, AIMessageChunk) and piece.content:
-                        if timings["first_token_ms"] is None:
-                            timings["first_token_ms"] = _ms(started)
-                        partial.append(str(piece.content))
-                        yield Token(str(piece.content))
-                    continue
-                for node, update in (chunk or {}).items():
-                    if node == "retrieve":
-                        timings["retrieve_ms"] = _ms(started)
-                        yield Sources([{k: v for k, v in s.items() if k != "text"} for s in update.get("sources", [])])
-                    elif node == "answer":
-                        answered = True
-                        message_id = update["messages"][-1].id
-                        if unsupported := update["messages"][-1].response_metadata.get("unsupported"):
-                            flags["unsupported_sentences"] = unsupported
-                        if update.get("failed"):
-                            yield Failed(update["failed"], "The answering service is unavailable; this is a fallback.")
-                            yield Token(str(update["messages"][-1].content))
-                        elif update.get("correction"):
-                            yield Token(f"\n\n{update['correction']}")
-                    elif node == "refuse":
-                        message_id = update["messages"][-1].id
-                        yield Token(str(update["messages"][-1].content))
-                    elif node == "escalate":
-                        reply = update["messages"][-1]
-                        message_id = reply.id
-                        yield Token(("\n\n" if answered else "") + str(reply.content))
-                        yield Escalated(update["ticket_id"], reply.response_metadata.get("escalation_reason", ""))
-    except (GeneratorExit, asyncio.CancelledError):
-        if partial and not answered:
-            await _store_interrupted(graph, config, "".join(partial))
-        raise
-    timings["total_ms"] = _ms(started)
-    yield Finished(message_id, timings, flags)
-
-
-async def _store_interrupted(graph: CompiledStateGraph, config: dict[str, Any], text: str) -> None:
-    """Keep what the customer already saw, marked as cut off, as the turn's answer."""
-    meta = {"interrupted": True, "at": datetime.now(UTC).isoformat()}
-    message = AIMessage(text, id=f"m_{uuid.uuid4().hex}", response_metadata=meta)
-    with contextlib.suppress(Exception):
-        await asyncio.shield(graph.aupdate_state(config, {"messages": [message], "route": "answer"}, as_node="answer"))
+    def _result(self, state: dict[str, Any]) -> TurnResult:
+        messages = state.get("messages") or []
+        reply = messages[-1] if self._replied(state) else None
+        meta = (reply.response_metadata or {}) if reply is not None else {}
+        question = next((text_of(m) for m in reversed(messages) if isinstance(m, HumanMessage)), "")
+        if meta.get("refused"):
+            outcome = "refused"
+        elif state.get("ticket_id"):
+            outcome = "escalated"
+        elif meta.get("interrupted"):
+            outcome = "interrupted"
+        elif state.get("failed"):
+            outcome = "failed"
+        else:
+            outcome = "answered"
+        return TurnResult(
+            session_id=self.session_id,
+            message_id=reply.id if reply is not None else None,
+            question=question,
+            answer=text_of(reply) if reply is not None else "",
+            outcome=outcome,
+            sources=meta.get("sources") or [],
+            best_score=best_score(state.get("sources") or []),
+            ticket_id=state.get("ticket_id"),
+            escalation_reason=state.get("escalation_reason"),
+            failed=state.get("failed"),
+            unsupported=meta.get("unsupported") or [],
+            checks=meta.get("checks") or [],
+        )
 
 
 async def get_history(graph: CompiledStateGraph, session_id: str) -> list[dict[str, Any]]:
     """The stored conversation for restoring the chat after a reload."""
     snapshot = await graph.aget_state({"configurable": {"thread_id": session_id}})
-    history = []
-    for message in (snapshot.values or {}).get("messages", []):
-        if not isinstance(message, HumanMessage | AIMessage):
-            continue
-        meta = message.response_metadata or {}
-        entry: dict[str, Any] = {
-            "message_id": message.id,
-            "role": "user" if isinstance(message, HumanMessage) else "assistant",
-            "content": message.content if isinstance(message.content, str) else str(message.content),
-            "at": meta.get("at"),
-        }
-        for key in ("sources", "interrupted", "ticket_id"):
-            if meta.get(key):
-                entry[key] = meta[key]
-        history.append(entry)
-    return history
-
-
-async def delete_session(graph: CompiledStateGraph, session_id: str) -> None:
-    if graph.checkpointer is not None:
-        await graph.checkpointer.adelete_thread(session_id)  # type: ignore[union-attr]
+    return transcript((snapshot.values or {}).get("messages", []))

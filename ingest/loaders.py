@@ -15,7 +15,8 @@ from bs4 import BeautifulSoup, Tag
 from pypdf import PdfReader
 from pypdf.errors import PyPdfError
 
-from ingest.splitter import Anchors, Section, first_heading, markdown_sections
+from ingest.splitter import Section, first_heading, markdown_sections
+from tools.anchors import Anchors
 
 SUFFIXES = {".md", ".markdown", ".html", ".htm", ".txt", ".text", ".pdf"}
 _HEADINGS = ["h1", "h2", "h3", "h4", "h5", "h6"]

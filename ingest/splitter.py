@@ -7,11 +7,11 @@ all-MiniLM-L6-v2 reads at most 256 word pieces, so much longer pieces lose their
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
 
 from markdown_it import MarkdownIt
-from markdown_it.token import Token
+
+from tools.anchors import Anchors, heading_text
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[`*])")
 _PARAGRAPH = re.compile(r"\n\s*\n")
@@ -24,32 +24,6 @@ class Section:
     anchor: str  # URL fragment without '#', "" when there is none
     text: str
     level: int = 0  # 1 for h1 … 6 for h6, 0 for text before the first heading
-
-
-def slugify(heading: str) -> str:
-    """GitHub-style anchor: lower case, punctuation dropped (letters, digits, '-', '_' kept), spaces to hyphens."""
-    text = unicodedata.normalize("NFKC", heading).strip().lower()
-    text = re.sub(r"[^\w\- ]", "", text)
-    return text.replace(" ", "-")
-
-
-class Anchors:
-    """Unique anchors within one page, numbered as GitHub does: `setup`, `setup-1`, `setup-2`."""
-
-    def __init__(self) -> None:
-        self._seen: dict[str, int] = {}
-
-    def __call__(self, heading: str) -> str:
-        slug = slugify(heading)
-        count = self._seen.get(slug, 0)
-        self._seen[slug] = count + 1
-        return slug if count == 0 else f"{slug}-{count}"
-
-
-def heading_text(inline: Token) -> str:
-    """A heading's visible text (what GitHub slugs): inline markup and link targets left out."""
-    parts = [child.content for child in inline.children or [] if child.type in ("text", "code_inline")]
-    return "".join(parts).strip() or inline.content.strip()
 
 
 def markdown_sections(text: str) -> list[Section]:

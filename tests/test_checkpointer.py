@@ -10,11 +10,13 @@ from typing import Annotated
 import pytest
 import redis.asyncio as aioredis
 from langgraph.checkpoint.conformance import checkpointer_test, validate
+from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 from langgraph_checkpoint_plainredis import AsyncRedisSaver
 from typing_extensions import TypedDict
 
-from graph.checkpointer import SlidingRedisSaver, delete_session, is_valid_session_id, make_checkpointer, new_session_id
+from api.sessions import is_valid_session_id, new_session_id
+from graph.checkpointer import make_checkpointer
 from launcher.services import Service
 
 
@@ -46,7 +48,8 @@ async def _keys(url: str, prefix: str) -> list[bytes]:
 
 
 async def test_the_saver_passes_langgraphs_checkpointer_conformance_suite(redis_service: Service) -> None:
-    """The base suite of langgraph-checkpoint-conformance, against the real server: every test passes."""
+    """The base suite of langgraph-checkpoint-conformance, against the real server: every test passes, as many
+    as LangGraph's own in-memory saver passes in the same run (the suite's size is not written down here)."""
 
     @checkpointer_test(name="SlidingRedisSaver")
     async def factory():  # type: ignore[no-untyped-def]
@@ -54,14 +57,18 @@ async def test_the_saver_passes_langgraphs_checkpointer_conformance_suite(redis_
         yield saver
         await saver.aclose()
 
-    report = await validate(factory)
+    @checkpointer_test(name="InMemorySaver")
+    async def reference():  # type: ignore[no-untyped-def]
+        yield InMemorySaver()
+
+    report, baseline = await validate(factory), await validate(reference)
     results = report.results.values()
     passed = sum(r.tests_passed for r in results)
     failed = sum(r.tests_failed for r in results)
     print(f"conformance: {passed} passed, {failed} failed")
     assert report.passed_all_base(), [f for r in results for f in r.failures]
     assert failed == 0
-    assert passed == 58
+    assert passed == sum(r.tests_passed for r in baseline.results.values()) > 0
 
 
 async def _run_turns(saver: AsyncRedisSaver, thread: str, turns: int, gap: float) -> dict:
@@ -108,7 +115,7 @@ async def test_erasing_a_session_removes_all_its_keys_and_leaves_others(redis_se
         gone, kept = new_session_id(), new_session_id()
         await _run_turns(saver, gone, turns=2, gap=0)
         await _run_turns(saver, kept, turns=1, gap=0)
-        await delete_session(saver, gone)
+        await saver.adelete_thread(gone)
         keys = [k.decode() for k in await _keys(redis_service.url, prefix)]
         assert not [k for k in keys if gone in k]
         assert [k for k in keys if kept in k]
@@ -124,7 +131,3 @@ def test_only_server_issued_session_ids_are_accepted() -> None:
     assert issued != new_session_id()
     for bad in ["", "default", "s_short", "a:b", issued + "x", "s_" + "a" * 21 + ":", None, 42, "../" + issued]:
         assert not is_valid_session_id(bad)
-
-
-def test_the_saver_is_the_sliding_kind() -> None:
-    assert isinstance(make_checkpointer("redis://127.0.0.1:1/0", 10), SlidingRedisSaver)

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from graph.checkpointer import new_session_id
+from api.sessions import new_session_id
 from launcher.services import Service
 from tools.conversation_log import ConversationLog
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from langchain_core.messages import HumanMessage
 
-from graph.checkpointer import make_checkpointer, new_session_id
-from graph.graph import build_graph
+from api.sessions import new_session_id
 from graph.llm import chat_model
 from graph.llm_pool import AllInstancesDown, LLMPool
-from graph.turns import Failed, Finished, Token, run_turn
+from helpers.agent import agent_for, first, kinds, text_of
+from helpers.app_process import seed_knowledge_base
 from launcher.services import Service, free_port, start_llm
 from settings import Settings
 
@@ -75,17 +75,14 @@ async def test_all_instances_down_is_one_clear_error() -> None:
 
 
 async def test_the_agent_answers_through_the_live_instance_when_the_first_is_down(settings: Settings) -> None:
+    """A question the knowledge base answers, so the turn really calls the LLM; the dead instance is first in line."""
+    seed_knowledge_base(settings)
     dead = f"http://127.0.0.1:{free_port()}/v1"
-    failover = settings.model_copy(update={"llm_base_url": [dead, *settings.llm_base_url]})
-    saver = make_checkpointer(failover.redis_url, 60)  # type: ignore[arg-type]
-    agent = build_graph(saver, failover)
-    agent.deps.llm.instances[0].down_until = 0  # the dead one is tried first in at least one of two turns
-    try:
-        for _ in range(2):
-            events = [e async for e in run_turn(agent, session_id=new_session_id(), message="Hello?", escalate=False)]
-            assert not [e for e in events if isinstance(e, Failed)]
-            assert isinstance(events[-1], Finished)
-    finally:
-        await saver.aclose()
-    assert [s["url"] for s in agent.deps.llm.status() if s["last_error"]] in ([dead], [])
-    assert Token  # tokens may be empty when the tiny model escalates; the point is: no failure surfaced
+    async with agent_for(settings.model_copy(update={"llm_base_url": [dead, *settings.llm_base_url]})) as agent:
+        events = await agent.turn(new_session_id(), "How long is the password reset link valid?")
+        status = {s["url"]: s for s in agent.context.llm.status()}
+    assert first(events, "sources")["sources"], "the question must reach the answer step"
+    assert "error" not in kinds(events) and "escalated" not in kinds(events)
+    assert text_of(events).strip() and events[-1]["text"].strip()
+    assert status[dead]["last_error"] and status[dead]["served"] == 0
+    assert status[settings.llm_base_url[0]]["served"] == 1

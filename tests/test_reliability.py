@@ -9,9 +9,10 @@ from typing import Any
 import httpx
 import pytest
 
-from graph.checkpointer import make_checkpointer, new_session_id
-from graph.graph import build_graph
-from graph.turns import Failed, Finished, Token, get_history, run_turn
+from api.sessions import new_session_id
+from graph.prompts import FALLBACK
+from graph.turns import Turn
+from helpers.agent import agent_for, kinds
 from ingest.pipeline import ingest
 from launcher.services import free_port, start_llm, start_redis
 from settings import Settings
@@ -19,65 +20,58 @@ from settings import Settings
 pytestmark = pytest.mark.slow
 
 
-async def turn(agent: Any, session: str, message: str) -> list[Any]:
-    return [e async for e in run_turn(agent, session_id=session, message=message)]
-
-
 async def test_a_conversation_continues_after_redis_restarts(settings: Settings, tmp_path: Path) -> None:
     port = free_port()
     redis = start_redis(tmp_path / "redis", port, tmp_path, prefer="redis")
-    own = settings.model_copy(update={"redis_url": redis.url})
-    saver = make_checkpointer(redis.url, 600)
-    agent = build_graph(saver, own)
+    own = settings.model_copy(update={"redis_url": redis.url, "session_ttl_seconds": 600})
     session = new_session_id()
     try:
-        await turn(agent, session, "I want to talk to a human")  # no LLM needed: escalation opens a ticket
-        redis.stop()
-        redis = start_redis(tmp_path / "redis", port, tmp_path, prefer="redis")
-        second = await turn(agent, session, "Still there? I need a human")
-        assert isinstance(second[-1], Finished)
-        history = await get_history(agent, session)
+        async with agent_for(own) as agent:
+            await agent.turn(session, "I want to talk to a human")  # no LLM needed: escalation opens a ticket
+            redis.stop()
+            redis = start_redis(tmp_path / "redis", port, tmp_path, prefer="redis")
+            second = await agent.turn(session, "Still there? I need a human")
+            assert kinds(second)[-1] == "done"
+            history = await agent.history(session)
         assert [h["content"] for h in history if h["role"] == "user"] == [
             "I want to talk to a human",
             "Still there? I need a human",
         ]
         assert history[1]["ticket_id"] == history[3]["ticket_id"]  # the ticket survived too (AOF)
     finally:
-        await saver.aclose()
         redis.stop()
 
 
-async def test_the_llm_killed_mid_answer_gives_an_error_event_a_fallback_and_loses_nothing(
+async def test_the_llm_killed_mid_answer_keeps_the_shown_text_and_loses_nothing(
     settings: Settings, tmp_path: Path
 ) -> None:
+    """The real llama.cpp server killed after a few tokens: an error event with the fallback as a notice, the
+    partial answer stored marked interrupted, the earlier turn still there."""
     (tmp_path / "kb").mkdir()
     (tmp_path / "kb" / "password.md").write_text(
         "# Resetting your password\n\nClick Forgot password on the sign-in page. The link is valid for 30 minutes."
     )
     ingest([tmp_path / "kb"], settings)
     llm = start_llm(Settings().gguf_path, free_port(), tmp_path)
-    own = settings.model_copy(update={"llm_base_url": [llm.url], "llm_max_tokens": 400})
-    saver = make_checkpointer(own.redis_url, 600)  # type: ignore[arg-type]
-    agent = build_graph(saver, own)
+    own = settings.model_copy(update={"llm_base_url": [llm.url], "llm_max_tokens": 400, "session_ttl_seconds": 600})
     session = new_session_id()
     events: list[Any] = []
     try:
-        await turn(agent, session, "I want to talk to a human")  # an earlier turn that must not be lost
-        async for event in run_turn(
-            agent, session_id=session, message="How do I reset my password? Explain every step in detail."
-        ):
-            events.append(event)
-            if isinstance(event, Token) and len(events) == 3:
-                llm.kill()
+        async with agent_for(own) as agent:
+            await agent.turn(session, "I want to talk to a human")  # an earlier turn that must not be lost
+            question = "How do I reset my password? Explain every step in detail."
+            async for event in Turn(agent.graph, agent.context, session_id=session, message=question).events():
+                events.append(event)
+                if event["event"] == "token" and sum(e["event"] == "token" for e in events) == 5:
+                    llm.kill()
+            history = await agent.history(session)
     finally:
         llm.stop()
-        await saver.aclose()
-    kinds = [type(e) for e in events]
-    assert Failed in kinds and kinds[-1] is Finished
-    assert Token in kinds[kinds.index(Failed) :]  # the fallback text follows the error
-    history = await get_history(build_graph(make_checkpointer(own.redis_url, 600), own), session)  # type: ignore[arg-type]
+    assert "error" in kinds(events) and kinds(events)[-1] == "done"
+    assert next(e for e in events if e["event"] == "error")["message"] == FALLBACK
     assert [h["role"] for h in history] == ["user", "assistant", "user", "assistant"]
-    assert "Escalate to human" in history[-1]["content"]
+    assert history[-1]["interrupted"] is True and history[-1]["content"] == events[-1]["text"]
+    assert FALLBACK not in history[-1]["content"] and history[-1]["content"].strip()
 
 
 def test_a_flood_from_one_address_gets_429_while_another_client_is_served(app_server: Any) -> None:

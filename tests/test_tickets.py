@@ -11,7 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 from pydantic import ValidationError
 
-from graph.checkpointer import new_session_id
+from api.sessions import new_session_id
 from launcher.services import Service, free_port, start_redis
 from tools.tickets import TicketStore
 
@@ -37,7 +37,7 @@ async def test_an_escalation_opens_a_ticket_with_the_whole_conversation(store: T
     stored = await store.get(ticket.ticket_id)
     assert stored is not None
     assert [t.content for t in stored.transcript] == ["My invoice is wrong", "Sorry!"]
-    assert stored.sources[0].url == SOURCES[0]["url"]
+    assert stored.sources[0]["url"] == SOURCES[0]["url"]
     assert stored.contact_email == "ana@example.com"
     assert stored.created_at and stored.updated_at
 

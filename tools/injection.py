@@ -18,11 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
-from prometheus_client import Counter
-
 from tools.text import strip_controls
 
-BLOCKED = Counter("injection_blocked_total", "Messages refused as prompt-injection attempts", ["kind"])
 REFUSAL = (
     "I can only help with questions about our product and services, and I can't change how I work or share my "
     "instructions. What can I help you with?"

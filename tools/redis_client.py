@@ -24,3 +24,11 @@ def resilient(**options: Any) -> dict[str, Any]:
 
 def connect(url: str, **options: Any) -> aioredis.Redis:
     return aioredis.Redis.from_url(url, **resilient(**options))
+
+
+def pool(url: str, max_connections: int, **options: Any) -> aioredis.BlockingConnectionPool:
+    """A pool that waits for a free connection instead of failing: redis-py's default pool raises
+    `MaxConnectionsError` beyond 100 connections, which 100 concurrent answers reached (bench/load_bench.py)."""
+    return aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=10, **resilient(**options)
+    )

@@ -46,6 +46,13 @@ class ReviewQueue:
         items = [json.loads(raw) for raw in await self.redis.zrevrange(self.key, 0, MAX_QUEUE)]
         return [item for item in items if kind is None or item["kind"] == kind][:limit]
 
+    async def erase_session(self, session_id: str) -> int:
+        """Remove a session's items (erasing a conversation erases its review items too)."""
+        doomed = [
+            raw async for raw, _ in self.redis.zscan_iter(self.key) if json.loads(raw).get("session_id") == session_id
+        ]
+        return await self.redis.zrem(self.key, *doomed) if doomed else 0
+
 
 def should_sample(rate: float) -> bool:
     return random.random() < rate

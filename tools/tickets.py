@@ -19,6 +19,8 @@ from typing import Literal
 import redis.asyncio as aioredis
 from pydantic import BaseModel, EmailStr, Field
 
+from tools.sources import PublicSource, public
+
 # Why a ticket was opened: the agent uses these codes; `POST /api/tickets` may give the customer's own words.
 REASONS = ("customer_request", "no_relevant_answer", "model_unsure", "caller_request", "manual")
 Status = Literal["open", "pending", "resolved", "closed"]
@@ -40,13 +42,6 @@ class TranscriptEntry(BaseModel):
     interrupted: bool = False
 
 
-class SourceRef(BaseModel):
-    n: int
-    title: str
-    url: str
-    snippet: str = ""
-
-
 class Note(BaseModel):
     at: str
     status: Status
@@ -60,7 +55,7 @@ class Ticket(BaseModel):
     detail: str | None = None
     status: Status = "open"
     transcript: list[TranscriptEntry] = Field(default_factory=list)
-    sources: list[SourceRef] = Field(default_factory=list)
+    sources: list[PublicSource] = Field(default_factory=list)
     contact_email: EmailStr | None = None
     notes: list[Note] = Field(default_factory=list)
     created_at: str = Field(default_factory=_now)
@@ -107,13 +102,13 @@ class TicketStore:
         reason: str,
         detail: str | None = None,
         transcript: list[dict] | list[TranscriptEntry],
-        sources: list[dict] | list[SourceRef],
+        sources: list[dict] | list[PublicSource],
         contact_email: str | None = None,
     ) -> tuple[Ticket, bool]:
         """The session's open ticket, updated, or a new one; the flag says whether it was created."""
         fields = {
             "transcript": [TranscriptEntry.model_validate(t) for t in transcript],
-            "sources": [SourceRef.model_validate(s) for s in sources],
+            "sources": public(sources),
         }
         candidate = Ticket(
             ticket_id=new_ticket_id(),
@@ -152,6 +147,10 @@ class TicketStore:
             await self._save(updated)
             return updated, False
         raise RuntimeError(f"could not claim a ticket for session {session_id}")
+
+    async def forget_session(self, session_id: str) -> None:
+        """Drop the session's open-ticket pointer (the ticket itself is a support record and stays)."""
+        await self.redis.delete(self._open_key(session_id))
 
     async def list(self, status: str | None = None, limit: int = 100) -> list[Ticket]:
         """Newest first; filtered by status when given."""

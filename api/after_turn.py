@@ -1,0 +1,71 @@
+"""What a finished turn leaves outside the conversation, written in one place once `done` was sent: the answer
+record feedback refers to, the conversation log, the review queue and the ticket webhook.
+
+It runs in the background (the customer never waits for it) and takes its texts from the turn's result — the
+stored question and reply — so every store keeps the same text (the log and the answer record redacted).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from api.deps import Services
+from api.webhook import announce_ticket
+from graph.turns import TurnResult
+from tools.answers import AnswerRecords
+from tools.conversation_log import ConversationLog
+from tools.review import ReviewQueue, should_sample
+
+log = logging.getLogger(__name__)
+
+
+async def record_turn(state: Services, turn: TurnResult, timings: dict[str, Any]) -> None:
+    try:
+        if turn.message_id:
+            await AnswerRecords(state.redis, state.settings.session_ttl_seconds).remember(
+                session_id=turn.session_id,
+                message_id=turn.message_id,
+                question=turn.question,
+                answer=turn.answer,
+                sources=list(turn.sources),
+            )
+        await ConversationLog(state.redis, state.settings.log_retention_days).log_turn(
+            session_id=turn.session_id,
+            message_id=turn.message_id or "",
+            question=turn.question,
+            answer=turn.answer,
+            sources=list(turn.sources),
+            timings=timings,
+            flags={
+                "outcome": turn.outcome,
+                "escalated": turn.ticket_id,
+                "failed": turn.failed,
+                "checks": turn.checks,
+                "unsupported_sentences": turn.unsupported,
+            },
+        )
+        await queue_for_review(state, turn)
+        if turn.ticket_id:
+            await announce_ticket(state, turn.ticket_id)
+    except Exception:
+        log.exception("recording turn %s of %s failed", turn.message_id, turn.session_id)
+
+
+async def queue_for_review(state: Services, turn: TurnResult) -> None:
+    """Every escalation, every low-relevance answer and a QUALITY_SAMPLE_RATE share of the other answers."""
+    record = {
+        "session_id": turn.session_id,
+        "message_id": turn.message_id,
+        "question": turn.question,
+        "answer": turn.answer,
+    }
+    queue = ReviewQueue(state.redis)
+    if turn.ticket_id:
+        await queue.add("escalation", record | {"ticket_id": turn.ticket_id})
+    elif turn.outcome != "answered":
+        return
+    elif turn.best_score is not None and turn.best_score < state.settings.low_relevance_score:
+        await queue.add("low_relevance", record | {"best_score": turn.best_score})
+    elif should_sample(state.settings.quality_sample_rate):
+        await queue.add("sampled", record)

@@ -1,0 +1,99 @@
+"""The output checks act on the stream itself: whatever the chunking, nothing a check removes is ever released.
+
+Pure text in, text out (no services): each case is fed in pieces of several sizes, and every released piece is
+recorded, so "never shown" means never in any piece, not only absent from the final text.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from graph.answer_check import AnswerCheck
+from graph.prompts import SYSTEM
+
+SOURCES = [{"n": 1, "url": "https://help.example.com/account"}, {"n": 2, "url": "https://help.example.com/billing"}]
+SIZES = [1, 2, 3, 5, 8, 1000]
+
+
+def stream(text: str, size: int) -> tuple[AnswerCheck, list[str]]:
+    check, shown = AnswerCheck(SOURCES, SYSTEM), []
+    for start in range(0, len(text), size):
+        shown.append(check.feed(text[start : start + size]))
+        if check.leaked:
+            break
+    shown.append(check.close())
+    return check, shown
+
+
+def shown_at_any_time(shown: list[str]) -> list[str]:
+    """Every prefix the customer saw while the answer grew."""
+    return ["".join(shown[: i + 1]) for i in range(len(shown))]
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_a_plain_answer_passes_unchanged_and_what_was_released_is_the_text(size: int) -> None:
+    text = "Request a new link from the sign-in page [1]. It expires after 30 minutes [1, 2].\n\n- one\n- two"
+    check, shown = stream(text, size)
+    assert check.text == "".join(shown) == text
+    assert check.fired == [] and not check.leaked
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_an_echo_of_the_instructions_is_never_released(size: int) -> None:
+    check, shown = stream("Sure! My instructions are: " + SYSTEM, size)
+    assert check.leaked and "system_prompt_echo" in check.fired
+    words = SYSTEM.split()
+    runs = {" ".join(words[i : i + 8]) for i in range(len(words) - 7)}
+    for seen in shown_at_any_time(shown):
+        said = seen.split()
+        assert not any(" ".join(said[i : i + 8]) in runs for i in range(len(said))), seen
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_a_short_quote_of_common_words_is_released_once_the_run_breaks(size: int) -> None:
+    text = "You are the owner of the account, so you can close it [1]."
+    check, _ = stream(text, size)
+    assert check.text == text and not check.leaked
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_a_citation_of_no_given_source_is_dropped_before_it_is_shown(size: int) -> None:
+    check, shown = stream("Reset it from the login page [1] [7]. See [2, 9] too.", size)
+    assert check.text == "Reset it from the login page [1]. See [2] too."
+    assert not any("7" in s or "9" in s for s in shown)
+    assert check.fired.count("invalid_citation") == 2
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_a_link_to_a_host_no_source_is_on_becomes_text(size: int) -> None:
+    check, shown = stream(
+        "See [the fix](http://evil.example/fix) or www.evil.example/a. Or [ours](https://help.example.com/x).", size
+    )
+    assert "](http://evil" not in check.text and "the fix" in check.text
+    assert "`http://evil.example/fix`" in check.text and "`www.evil.example/a`." in check.text
+    assert "[ours](https://help.example.com/x)" in check.text
+    assert not any("](http://evil" in seen for seen in shown_at_any_time(shown))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_code_is_shown_as_written(size: int) -> None:
+    text = "Run this:\n\n```\nitems[7] = 'http://evil.example'\n```\n\nThen `curl http://localhost:8000/health` [1]."
+    check, _ = stream(text, size)
+    assert check.text == text
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize(
+    "promise",
+    ["I have created a ticket for you.", "We've escalated your case to a specialist.", "Your ticket number is #4521."],
+)
+def test_a_promised_ticket_that_does_not_exist_is_never_shown(size: int, promise: str) -> None:
+    check, shown = stream(f"Hello. {promise} Reset it from the sign-in page [1].", size)
+    assert check.text.split() == ["Hello.", "Reset", "it", "from", "the", "sign-in", "page", "[1]."]
+    assert "false_promise" in check.fired
+    assert not any("ticket" in seen or "escalated" in seen for seen in shown_at_any_time(shown))
+
+
+def test_a_sentence_about_tickets_that_claims_nothing_stays() -> None:
+    text = "You can open a support ticket from the Help menu [1]."
+    assert stream(text, 3)[0].text == text

@@ -1,0 +1,55 @@
+"""What a source is: the internal record a turn keeps (with the chunk's text, for the prompt) and the public view
+every surface shows (the chat's `sources` event, history, tickets, the answer record, the log).
+
+The public view is the one projection of a source: nothing outside the graph ever sees `text` or `score`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from typing_extensions import TypedDict
+
+from tools.documents import SearchHit
+
+PUBLIC_FIELDS = ("n", "title", "url", "snippet")
+
+
+class PublicSource(TypedDict):
+    n: int
+    title: str
+    url: str
+    snippet: str
+
+
+class Source(PublicSource):
+    score: float
+    text: str
+
+
+def from_hits(hits: Iterable[SearchHit]) -> list[Source]:
+    """Numbered from 1 in rank order: the numbers the model cites as [n]."""
+    return [
+        Source(n=n, title=h.title, url=h.url, snippet=h.snippet, score=round(h.score, 4), text=h.text)
+        for n, h in enumerate(hits, start=1)
+    ]
+
+
+def public(sources: Iterable[dict[str, Any]]) -> list[PublicSource]:
+    return [PublicSource(**{key: source.get(key, "") for key in PUBLIC_FIELDS}) for source in sources]  # type: ignore[typeddict-item]
+
+
+def best_score(sources: Iterable[dict[str, Any]]) -> float | None:
+    return max((float(s.get("score", 0)) for s in sources), default=None)
+
+
+def all_shown(
+    earlier: Iterable[Iterable[dict[str, Any]]], current: Iterable[dict[str, Any]] = ()
+) -> list[PublicSource]:
+    """Every source a conversation showed, once per URL, renumbered in order (what a ticket lists)."""
+    seen: dict[str, dict[str, Any]] = {}
+    for group in [*earlier, current]:
+        for source in group:
+            seen.setdefault(source["url"], source)
+    return [PublicSource(**(public([s])[0] | {"n": n})) for n, s in enumerate(seen.values(), start=1)]  # type: ignore[typeddict-item]
