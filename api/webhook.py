@@ -19,14 +19,7 @@ log = logging.getLogger(__name__)
 
 
 def ticket_json(ticket: Any) -> dict[str, Any]:
-    """A ticket as JSON-ready data, whatever shape the store returns (pydantic model, dataclass, dict)."""
-    if hasattr(ticket, "model_dump"):
-        return ticket.model_dump(mode="json")
-    if hasattr(ticket, "__dataclass_fields__"):
-        from dataclasses import asdict
-
-        return asdict(ticket)
-    return dict(ticket)
+    return ticket.model_dump(mode="json")
 
 
 async def announce_ticket(state: Any, ticket_id: str) -> None:

@@ -1,5 +1,5 @@
-"""Citations that hold: `[n]` markers must point at a source that was given, and the sentence should say
-something the cited source says.
+"""Citations that hold: the sentence should say something the cited source says. (Markers that point at no
+given source never reach the customer: graph/answer_check.py drops them while the answer streams.)
 
 Support is lexical: the share of the sentence's content words found in the cited source(s). Cheap enough for
 every answer on CPU; a sentence under SUPPORT_THRESHOLD is flagged (logged, counted in /metrics), not removed —
@@ -33,8 +33,6 @@ class SentenceSupport:
 
 @dataclass
 class CitationReport:
-    text: str  # the answer with markers that point nowhere removed
-    removed_markers: int = 0
     sentences: list[SentenceSupport] = field(default_factory=list)
 
     @property
@@ -46,27 +44,13 @@ def content_words(text: str) -> set[str]:
     return {w for w in _WORD.findall(text.lower()) if w not in _STOP and len(w) > 1}
 
 
-def _clean_markers(answer: str, valid: set[int]) -> tuple[str, int]:
-    removed = 0
-
-    def keep(match: re.Match[str]) -> str:
-        nonlocal removed
-        numbers = [int(n) for n in re.split(r"\s*,\s*", match.group(1))]
-        good = [n for n in numbers if n in valid]
-        removed += len(numbers) - len(good)
-        return f"[{', '.join(map(str, good))}]" if good else ""
-
-    cleaned = _MARKER.sub(keep, answer)
-    return (re.sub(r"[ \t]+([.,;:!?])", r"\1", cleaned) if removed else cleaned), removed
-
-
 def check_citations(answer: str, sources: list[dict[str, Any]]) -> CitationReport:
     """`sources`: [{n, text or snippet, …}] as given to the model."""
     texts = {int(s["n"]): str(s.get("text") or s.get("snippet") or "") for s in sources}
-    text, removed = _clean_markers(answer, set(texts))
-    report = CitationReport(text, removed)
-    for sentence in _SENTENCE.split(text.strip()):
-        cited = sorted({int(n) for group in _MARKER.findall(sentence) for n in re.split(r"\s*,\s*", group)})
+    report = CitationReport()
+    for sentence in _SENTENCE.split(answer.strip()):
+        numbers = {int(n) for group in _MARKER.findall(sentence) for n in re.split(r"\s*,\s*", group)}
+        cited = sorted(numbers & set(texts))
         words = content_words(_MARKER.sub("", sentence))
         support = None
         if cited and words:

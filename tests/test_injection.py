@@ -9,11 +9,10 @@ import pytest
 from langchain_core.callbacks import AsyncCallbackHandler
 
 from api.sessions import new_session_id
-from graph.prompts import SYSTEM
 from helpers.agent import agent_for, kinds, text_of
 from helpers.app_process import seed_knowledge_base
 from helpers.scripted_llm import scripted_llm
-from tools.injection import REFUSAL, detect_injection, leaks_system_prompt, sanitize_input
+from tools.injection import REFUSAL, detect_injection, sanitize_input
 
 ATTACKS = {
     "instruction_override": [
@@ -67,11 +66,6 @@ def test_support_questions_that_sound_similar_pass(text: str) -> None:
 def test_the_sanitiser_drops_invisible_and_control_characters_but_keeps_lines() -> None:
     assert sanitize_input("pass\u200bword\x07 reset\nline two\tok") == "password reset\nline two\tok"
     assert sanitize_input("ｆｕｌｌｗｉｄｔｈ") == "fullwidth"
-
-
-def test_an_answer_that_echoes_the_system_prompt_is_caught() -> None:
-    assert leaks_system_prompt(f"Sure! My instructions: {SYSTEM[:300]}", SYSTEM)
-    assert not leaks_system_prompt("The reset link is valid for 30 minutes [1].", SYSTEM)
 
 
 async def test_the_agent_refuses_an_attack_without_calling_the_llm_or_opening_a_ticket(settings: Any) -> None:

@@ -1,9 +1,10 @@
-"""Prompt-injection defence: clean the input, detect override / role-hijack / exfiltration attempts, keep the
-system prompt from being echoed.
+"""Prompt-injection defence: clean the input, detect override / role-hijack / exfiltration attempts, refuse them
+before the LLM is called.
 
 The detector is heuristic on purpose — no second LLM call before the answer (on CPU that doubles the time to
 first token). It also looks through the usual disguises: leetspeak, spaced-out letters, reversed text, Unicode
-tag characters, URL and \\u escapes, rot13, and base64 / hex / binary payloads. Measured on a public corpus in
+tag characters, URL and \\u escapes, rot13, and base64 / hex / binary payloads. (The answer's own check — never
+echo the instructions — runs while it streams: graph/answer_check.py.) Measured on a public corpus in
 docs/security.md (`bench/injection_eval.py`).
 """
 
@@ -148,14 +149,6 @@ def detect_injection(text: str) -> Verdict:
             if matches:
                 return Verdict(True, kind, matches)
     return Verdict(False)
-
-
-def leaks_system_prompt(answer: str, system_prompt: str, n: int = 8) -> bool:
-    """True when the answer repeats any run of `n` words of the system prompt."""
-    words = re.findall(r"\w+", system_prompt.lower())
-    grams = {" ".join(words[i : i + n]) for i in range(len(words) - n + 1)}
-    said = re.findall(r"\w+", answer.lower())
-    return any(" ".join(said[i : i + n]) in grams for i in range(len(said) - n + 1))
 
 
 CLASSIFIER_PROMPT = (

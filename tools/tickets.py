@@ -21,8 +21,6 @@ from pydantic import BaseModel, EmailStr, Field
 
 from tools.sources import PublicSource, public
 
-# Why a ticket was opened: the agent uses these codes; `POST /api/tickets` may give the customer's own words.
-REASONS = ("customer_request", "no_relevant_answer", "model_unsure", "caller_request", "manual")
 Status = Literal["open", "pending", "resolved", "closed"]
 ACTIVE: set[str] = {"open", "pending"}  # a session with such a ticket adds to it instead of opening another
 
