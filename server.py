@@ -51,9 +51,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     saver_client = aioredis.Redis(connection_pool=pool(settings.redis_url, settings.redis_max_connections))
     graph = build_graph(make_checkpointer(settings.redis_url, settings.session_ttl_seconds, client=saver_client))
-    state = Services(
-        settings=settings, redis=redis, context=build_context(settings, redis), graph=graph, limits=RateLimits(settings)
-    )
+    limits = RateLimits(settings)
+    context = build_context(settings, redis, ticket_quota=limits.allow_ticket)
+    state = Services(settings=settings, redis=redis, context=context, graph=graph, limits=limits)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

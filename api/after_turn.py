@@ -53,7 +53,8 @@ async def record_turn(state: Services, turn: TurnResult, timings: dict[str, Any]
 
 
 async def queue_for_review(state: Services, turn: TurnResult) -> None:
-    """Every escalation, every low-relevance answer and a QUALITY_SAMPLE_RATE share of the other answers."""
+    """Every escalation and offer of a person, every low-relevance answer and a QUALITY_SAMPLE_RATE share of the
+    other answers."""
     record = {
         "session_id": turn.session_id,
         "message_id": turn.message_id,
@@ -63,6 +64,8 @@ async def queue_for_review(state: Services, turn: TurnResult) -> None:
     queue = ReviewQueue(state.redis)
     if turn.ticket_id:
         await queue.add("escalation", record | {"ticket_id": turn.ticket_id})
+    elif turn.outcome == "offered":  # the docs had nothing (or the model was unsure): a gap for the report
+        await queue.add("low_relevance", record | {"best_score": turn.best_score, "offered": True})
     elif turn.outcome != "answered":
         return
     elif turn.best_score is not None and turn.best_score < state.settings.low_relevance_score:

@@ -32,6 +32,7 @@ import metrics
 from api import sessions
 from api.after_turn import record_turn
 from api.deps import Services, services
+from api.limits import client_ip
 from graph.turns import Turn
 from tools.injection import sanitize_input
 
@@ -174,7 +175,10 @@ async def chat(request: Request, body: ChatRequest) -> EventSourceResponse:
     lock = sessions.streaming_lock(state.redis, session_id, settings.chat_lock_seconds)
     if not await lock.acquire():
         raise HTTPException(409, "An answer is still being written in this conversation; wait for it to finish.")
-    turn = Turn(state.graph, state.context, session_id=session_id, message=body.message, escalate=body.escalate)
+    client = client_ip(request)
+    turn = Turn(
+        state.graph, state.context, session_id=session_id, message=body.message, escalate=body.escalate, client=client
+    )
     return EventSourceResponse(
         answer_events(state, turn, lock, clock),
         ping=settings.sse_ping_seconds,

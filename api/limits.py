@@ -35,6 +35,8 @@ class RateLimits:
         self.limiter = MovingWindowRateLimiter(self.storage)
         self.per_session: RateLimitItem = parse(settings.rate_limit_session)
         self.per_ip: RateLimitItem = parse(settings.rate_limit_ip)
+        self.tickets_per_session: RateLimitItem = parse(settings.rate_limit_tickets_session)
+        self.tickets_per_ip: RateLimitItem = parse(settings.rate_limit_tickets_ip)
 
     async def check(self, scope: str, item: RateLimitItem, key: str) -> None:
         """Count one request for `key`; 429 with Retry-After when the window is full."""
@@ -55,9 +57,37 @@ class RateLimits:
     async def check_session(self, session_id: str) -> None:
         await self.check("session", self.per_session, session_id)
 
+    async def allow_ticket(self, session_id: str, client: str | None) -> bool:
+        """A new ticket for this session and address? Counted when allowed (updates of an open one are free)."""
+        address = client or "unknown"
+        if not await self.limiter.test(self.tickets_per_session, "tickets", session_id):
+            return False
+        if not await self.limiter.test(self.tickets_per_ip, "tickets-client", address):
+            return False
+        await self.limiter.hit(self.tickets_per_session, "tickets", session_id)
+        await self.limiter.hit(self.tickets_per_ip, "tickets-client", address)
+        return True
+
+    async def check_ticket(self, request: Request, session_id: str) -> None:
+        address = client_ip(request)
+        if not await self.allow_ticket(session_id, address):
+            metrics.RATE_LIMITED.labels(scope="tickets").inc()
+            windows = [
+                await self.limiter.get_window_stats(self.tickets_per_session, "tickets", session_id),
+                await self.limiter.get_window_stats(self.tickets_per_ip, "tickets-client", address),
+            ]
+            retry_after = max(1, math.ceil(max(w.reset_time for w in windows if w.remaining == 0) - time.time()))
+            raise HTTPException(
+                429,
+                f"Too many new tickets (limits {self.tickets_per_session} per conversation, "
+                f"{self.tickets_per_ip} per address). A person will answer the open ones.",
+                headers={"Retry-After": str(retry_after)},
+            )
+
     async def forget_session(self, session_id: str) -> None:
-        """Erasing a session erases its counter too (the key names the session)."""
+        """Erasing a session erases its counters too (their keys name the session)."""
         await self.limiter.clear(self.per_session, "session", session_id)
+        await self.limiter.clear(self.tickets_per_session, "tickets", session_id)
 
 
 def client_ip(request: Request) -> str:

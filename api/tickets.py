@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import BaseModel, EmailStr, Field
 
 from api import sessions
@@ -46,6 +46,7 @@ StoreDep = Annotated[TicketStore, Depends(store_of)]
 
 @router.post("", status_code=201)
 async def open_ticket(
+    request: Request,
     body: TicketIn,
     response: Response,
     state: ServicesDep,
@@ -55,6 +56,8 @@ async def open_ticket(
     """Open a ticket for a session (201), or update and return its open one (200). Unknown session → 404."""
     if not await sessions.known(state.redis, body.session_id):
         raise HTTPException(404, "No such session (it may have expired or been deleted).")
+    if await store.open_ticket_for(body.session_id) is None:
+        await state.limits.check_ticket(request, body.session_id)
     snapshot = await agent.aget_state({"configurable": {"thread_id": body.session_id}})
     messages = (snapshot.values or {}).get("messages", [])
     reason = strip_controls(body.reason).strip() if body.reason else ""

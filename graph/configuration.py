@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 from langgraph.runtime import Runtime
@@ -24,6 +24,12 @@ from tools.redis_client import pool
 from tools.tickets import TicketStore
 
 
+class TicketQuota(Protocol):
+    """May this session (from this client address) open a new ticket now? Counts the ticket when it may."""
+
+    async def __call__(self, session_id: str, client: str | None) -> bool: ...
+
+
 @dataclass(kw_only=True)
 class Context:
     settings: Settings
@@ -31,6 +37,7 @@ class Context:
     llm: LLMPool
     classifier: LLMPool  # the same instances, asked for a one-word verdict (INJECTION_LLM_CHECK)
     tickets: TicketStore
+    ticket_quota: TicketQuota | None = None  # the API's rate limits; none in Studio
     _knowledge_base: Any = field(default=None, repr=False)
     _loading: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
@@ -45,7 +52,9 @@ class Context:
         return self._knowledge_base
 
 
-def build_context(settings: Settings, redis: aioredis.Redis | None = None) -> Context:
+def build_context(
+    settings: Settings, redis: aioredis.Redis | None = None, ticket_quota: TicketQuota | None = None
+) -> Context:
     """The parts for `settings`; `redis` is the app's client (one is made from REDIS_URL when not given)."""
     if redis is None:
         if not settings.redis_url:
@@ -60,6 +69,7 @@ def build_context(settings: Settings, redis: aioredis.Redis | None = None) -> Co
         llm=LLMPool(settings.llm_base_url, lambda url: chat_model(settings, url)),
         classifier=LLMPool(settings.llm_base_url, lambda url: chat_model(terse, url)),
         tickets=TicketStore(redis),
+        ticket_quota=ticket_quota,
     )
 
 

@@ -44,3 +44,42 @@ def is_false_promise(sentence: str) -> bool:
     """A sentence claiming a ticket or hand-over exists. The answer step runs before any ticket of this turn
     exists, so the bot never says one exists unless the escalate step made it (and says so itself)."""
     return mentions_handover(sentence) and _CLAIM_VERB.search(sentence) is not None
+
+
+_GREETING = re.compile(
+    r"^(hi|hello|hey|hiya|howdy|yo|greetings|good (morning|afternoon|evening|day)|morning|hallo|bonjour|hola|ciao"
+    r"|how are you|how's it going)\b",
+    re.IGNORECASE,
+)
+_THANKS = re.compile(r"^(thanks|thank you|thx|ty|cheers|much appreciated|great,? thanks)\b", re.IGNORECASE)
+_BYE = re.compile(r"^(bye|goodbye|see you|have a (nice|good) day|that'?s all|nothing else)\b", re.IGNORECASE)
+_FILLER = set(
+    "hi hello hey hiya howdy yo greetings good morning afternoon evening day hallo bonjour hola ciao there all "
+    "everyone team bot folks friend thanks thank you thx ty cheers much appreciated great so very a lot again "
+    "bye goodbye see have nice that's thats all nothing else ok okay cool how are doing today is it going "
+    "what's up whats sup number".split()
+)
+_ACCEPT = re.compile(
+    r"^(yes|yes please|yeah|yep|yup|sure|ok|okay|please|please do|do it|go ahead|y|oui|ja|sí|si)\b[\s.!,]*"
+    r"(please|thanks|thank you|do it|go ahead|connect me|a person|a human)?[\s.!]*$",
+    re.IGNORECASE,
+)
+
+
+def small_talk(message: str) -> str | None:
+    """ "greeting", "thanks" or "bye" when the message is only that (emoji, names and numbers aside); else None.
+    "Hi, how do I reset my password?" is a question, not small talk."""
+    text = message.strip()
+    words = re.findall(r"[a-z']+|\d+", text.lower())
+    content = [w for w in words if w not in _FILLER and not w.isdigit()]
+    if ("?" in text and content) or len(content) > 1 or len(words) > 8:
+        return None
+    for kind, pattern in (("greeting", _GREETING), ("thanks", _THANKS), ("bye", _BYE)):
+        if pattern.search(re.sub(r"^[^\w]+", "", text)):
+            return kind
+    return None
+
+
+def accepts_offer(message: str) -> bool:
+    """A short yes to "Would you like a person to help?"."""
+    return _ACCEPT.match(message.strip()) is not None

@@ -63,7 +63,15 @@ async def guard_input(state: State, runtime: Runtime[Context]) -> dict[str, Any]
     message = state["messages"][-1]
     text = sanitize_input(text_of(message))
     cleaned = HumanMessage(text, id=message.id, response_metadata={"at": _now(), **(message.response_metadata or {})})
-    turn = {"messages": [cleaned], "query": text, "sources": [], "failed": None, "ticket_id": None, "escalate": False}
+    turn = {
+        "messages": [cleaned],
+        "query": text,
+        "sources": [],
+        "failed": None,
+        "ticket_id": None,
+        "escalate": False,
+        "offered": None,  # an offer of a person holds for the next message only
+    }
     verdict = detect_injection(text)
     if (
         not verdict.blocked
@@ -78,11 +86,20 @@ async def guard_input(state: State, runtime: Runtime[Context]) -> dict[str, Any]
     if state.get("escalate") or guard.asks_for_person(text):
         reason = "caller_request" if state.get("escalate") else "customer_request"
         return turn | {"next_step": "escalate", "escalation_reason": reason}
+    if state.get("offered") and guard.accepts_offer(text):
+        return turn | {"next_step": "escalate", "escalation_reason": state["offered"]}
+    if guard.small_talk(text):
+        return turn | {"next_step": "small_talk", "escalation_reason": None}
     return turn | {"next_step": "retrieve", "escalation_reason": None}
 
 
+def _hand_over(context: Context, reason: str) -> dict[str, Any]:
+    """Offer a person, or (AUTO_ESCALATE) open the ticket at once."""
+    return {"next_step": "escalate" if context.settings.auto_escalate else "offer", "escalation_reason": reason}
+
+
 async def retrieve(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
-    """Find the sources worth showing; when none is relevant, a person takes over (no LLM call)."""
+    """Find the sources worth showing; when none is relevant, a person is offered (no LLM call)."""
     context = context_of(runtime)
     query = search_query(state["messages"])
     knowledge_base = await context.knowledge_base()
@@ -90,7 +107,7 @@ async def retrieve(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     sources = from_hits(hit for hit in hits if hit.score >= context.settings.relevance_threshold)
     runtime.stream_writer({"event": "sources", "sources": public(sources)})
     if not sources:
-        return {"query": query, "sources": [], "next_step": "escalate", "escalation_reason": "no_relevant_answer"}
+        return {"query": query, "sources": []} | _hand_over(context, "no_relevant_answer")
     return {"query": query, "sources": sources, "next_step": "answer"}
 
 
@@ -144,8 +161,9 @@ def _llm_failed(check: AnswerCheck, error: Exception, write: Any, sources: list[
 
 
 async def check_answer(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
-    """What follows a full answer: a person when the model says it is unsure; a correction when a promised
-    ticket was dropped; sentences their cited source does not back are flagged for review."""
+    """What follows a full answer: a person offered when the model says it is unsure; a correction when a
+    promised ticket was dropped; sentences their cited source does not back are flagged for review."""
+    context = context_of(runtime)
     reply = state["messages"][-1]
     text, meta = text_of(reply), dict(reply.response_metadata or {})
     report = check_citations(text, state.get("sources", []))
@@ -153,25 +171,40 @@ async def check_answer(state: State, runtime: Runtime[Context]) -> dict[str, Any
         UNSUPPORTED_SENTENCES.inc(len(report.unsupported))
         meta["unsupported"] = report.unsupported
     if guard.model_is_unsure(text):
-        return {
-            "messages": [AIMessage(text, id=reply.id, response_metadata=meta)],
-            "next_step": "escalate",
-            "escalation_reason": "model_unsure",
-        }
+        return {"messages": [AIMessage(text, id=reply.id, response_metadata=meta)]} | _hand_over(
+            context, "model_unsure"
+        )
     if "false_promise" in meta.get("checks", []):
         runtime.stream_writer(_token(f"\n\n{guard.CORRECTION}"))
         text = f"{text}\n\n{guard.CORRECTION}"
     return {"messages": [AIMessage(text, id=reply.id, response_metadata=meta)], "next_step": "end"}
 
 
+async def offer(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+    """Say the documentation does not have it and offer a person; the ticket waits for the customer's yes
+    (a reply "yes", or the page's button, which sends `escalate: true`)."""
+    reason = state.get("escalation_reason") or "no_relevant_answer"
+    reply = _add_to_reply(state["messages"], prompts.offer_text(reason), {"offered": reason}, runtime.stream_writer)
+    runtime.stream_writer({"event": "offer", "reason": reason})
+    return {"messages": [reply], "offered": reason, "next_step": "end"}
+
+
 async def escalate(state: State, config: RunnableConfig, runtime: Runtime[Context]) -> dict[str, Any]:
     """Open (or add to) the session's ticket and tell the customer its id — in the turn's one reply, after the
-    model's answer when there was one."""
+    model's answer when there was one. New tickets are limited per session and per client address."""
     context, write = context_of(runtime), runtime.stream_writer
     reason = state.get("escalation_reason") or "caller_request"
+    session_id, client = config["configurable"]["thread_id"], config["configurable"].get("client")
     messages = state["messages"]
+    if (
+        context.ticket_quota is not None
+        and await context.tickets.open_ticket_for(session_id) is None
+        and not await context.ticket_quota(session_id, client)
+    ):
+        reply = _add_to_reply(messages, prompts.TICKET_LIMIT, {"ticket_limited": True}, write)
+        return {"messages": [reply], "next_step": "end"}
     ticket, created = await context.tickets.open_or_update(
-        config["configurable"]["thread_id"],
+        session_id,
         reason=reason,
         transcript=transcript(messages),
         sources=shown_sources(messages, state.get("sources", [])),
@@ -179,16 +212,31 @@ async def escalate(state: State, config: RunnableConfig, runtime: Runtime[Contex
     ESCALATION_REASONS.labels(reason=reason).inc()
     log.info("ticket %s %s for %s", ticket.ticket_id, "opened" if created else "updated", reason)
     notice = prompts.escalation_text(ticket.ticket_id, reason, created)
-    meta = {"ticket_id": ticket.ticket_id, "escalation_reason": reason, "at": _now()}
-    last = messages[-1]
-    if isinstance(last, AIMessage):  # the unsure answer and the hand-over are one reply
-        write(_token(f"\n\n{notice}"))
-        reply = AIMessage(f"{text_of(last)}\n\n{notice}", id=last.id, response_metadata=last.response_metadata | meta)
-    else:
-        write(_token(notice))
-        reply = AIMessage(notice, id=new_message_id(), response_metadata=meta)
+    reply = _add_to_reply(messages, notice, {"ticket_id": ticket.ticket_id, "escalation_reason": reason}, write)
     write({"event": "escalated", "ticket_id": ticket.ticket_id, "reason": reason})
     return {"messages": [reply], "ticket_id": ticket.ticket_id, "next_step": "end"}
+
+
+async def small_talk(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+    """A friendly reply to a greeting, thanks or goodbye: no search, no LLM, no ticket."""
+    kind = guard.small_talk(text_of(state["messages"][-1])) or "greeting"
+    runtime.stream_writer(_token(prompts.SMALL_TALK[kind]))
+    meta = {"small_talk": kind, "at": _now()}
+    return {
+        "messages": [AIMessage(prompts.SMALL_TALK[kind], id=new_message_id(), response_metadata=meta)],
+        "next_step": "end",
+    }
+
+
+def _add_to_reply(messages: list[AnyMessage], text: str, meta: dict[str, Any], write: Any) -> AIMessage:
+    """The turn's one reply: `text` after the model's answer when there is one, else a reply of its own."""
+    last = messages[-1]
+    meta = meta | {"at": _now()}
+    if isinstance(last, AIMessage):
+        write(_token(f"\n\n{text}"))
+        return AIMessage(f"{text_of(last)}\n\n{text}", id=last.id, response_metadata=last.response_metadata | meta)
+    write(_token(text))
+    return AIMessage(text, id=new_message_id(), response_metadata=meta)
 
 
 async def refuse(state: State, runtime: Runtime[Context]) -> dict[str, Any]:

@@ -77,3 +77,22 @@ def escalation_text(ticket_id: str, reason: str, created: bool) -> str:
     }.get(reason, "I've asked a person from our support team to help.")
     verb = "Your ticket is" if created else "This was added to your open ticket"
     return f"{lead} {verb} **{ticket_id}**; they will see this whole conversation."
+
+
+def offer_text(reason: str) -> str:
+    lead = {
+        "no_relevant_answer": "I couldn't find this in our documentation.",
+        "model_unsure": "I'm not certain this answers your question.",
+    }.get(reason, "I can't answer this myself.")
+    return f"{lead} Would you like me to pass this conversation to a person from our support team? Just reply “yes”."
+
+
+TICKET_LIMIT = (
+    "You have opened several support tickets recently, so I can't open another one right now. A person will "
+    "answer the tickets you already have; please try again later if you need a new one."
+)
+SMALL_TALK = {
+    "greeting": "Hello! How can I help you today? Ask me anything about our product.",
+    "thanks": "You're welcome! Is there anything else I can help you with?",
+    "bye": "Goodbye, and thanks for getting in touch!",
+}

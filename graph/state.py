@@ -15,7 +15,7 @@ from typing_extensions import TypedDict
 
 from tools.sources import Source
 
-Step = Literal["retrieve", "answer", "check_answer", "escalate", "refuse", "end"]
+Step = Literal["retrieve", "answer", "check_answer", "offer", "escalate", "small_talk", "refuse", "end"]
 EscalationReason = Literal["customer_request", "caller_request", "no_relevant_answer", "model_unsure"]
 
 
@@ -34,4 +34,5 @@ class State(InputState):
     query: NotRequired[str]  # what was searched (the question, with context for follow-ups)
     sources: NotRequired[list[Source]]  # given to the model this turn, numbered as it cites them
     failed: NotRequired[str | None]  # error code when the LLM failed this turn
-    ticket_id: NotRequired[str | None]
+    ticket_id: NotRequired[str | None]  # the ticket this turn opened or updated
+    offered: NotRequired[EscalationReason | None]  # this turn offered a person for this reason; a "yes" accepts

@@ -9,7 +9,7 @@ from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMes
 
 from tools.sources import PublicSource, all_shown
 
-SHOWN_KEYS = ("sources", "ticket_id", "refused")
+SHOWN_KEYS = ("sources", "ticket_id", "refused", "offered")
 
 
 def text_of(message: BaseMessage) -> str:
@@ -17,7 +17,7 @@ def text_of(message: BaseMessage) -> str:
 
 
 def transcript(messages: list[AnyMessage]) -> list[dict[str, Any]]:
-    """[{message_id, role, content, at, interrupted, sources?, ticket_id?, refused?}] of the questions and replies."""
+    """[{message_id, role, content, at, interrupted, sources?, ticket_id?, refused?, offered?}] of the messages."""
     entries = []
     for message in messages:
         if not isinstance(message, HumanMessage | AIMessage):

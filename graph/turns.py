@@ -32,7 +32,7 @@ class TurnResult:
     message_id: str | None
     question: str
     answer: str
-    outcome: str  # answered | escalated | refused | failed | interrupted
+    outcome: str  # answered | escalated | offered | small_talk | ticket_limited | refused | failed | interrupted
     sources: list[PublicSource] = field(default_factory=list)
     best_score: float | None = None
     ticket_id: str | None = None
@@ -48,10 +48,17 @@ class TurnResult:
 
 class Turn:
     def __init__(
-        self, graph: CompiledStateGraph, context: Context, *, session_id: str, message: str, escalate: bool = False
+        self,
+        graph: CompiledStateGraph,
+        context: Context,
+        *,
+        session_id: str,
+        message: str,
+        escalate: bool = False,
+        client: str | None = None,
     ) -> None:
         self.graph, self.context, self.session_id = graph, context, session_id
-        self.config: dict[str, Any] = {"configurable": {"thread_id": session_id}}
+        self.config: dict[str, Any] = {"configurable": {"thread_id": session_id, "client": client}}
         at = datetime.now(UTC).isoformat()
         self.input = {
             "messages": [HumanMessage(message, id=new_message_id(), response_metadata={"at": at})],
@@ -118,6 +125,12 @@ class Turn:
             outcome = "refused"
         elif state.get("ticket_id"):
             outcome = "escalated"
+        elif state.get("offered"):
+            outcome = "offered"
+        elif meta.get("small_talk"):
+            outcome = "small_talk"
+        elif meta.get("ticket_limited"):
+            outcome = "ticket_limited"
         elif meta.get("interrupted"):
             outcome = "interrupted"
         elif state.get("failed"):

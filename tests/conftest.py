@@ -87,6 +87,8 @@ def app_server(
         "ADMIN_TOKEN": API_ADMIN_TOKEN,
         "RATE_LIMIT_IP": "100000/minute",
         "RATE_LIMIT_SESSION": "100000/minute",
+        "RATE_LIMIT_TICKETS_IP": "100000/minute",
+        "RATE_LIMIT_TICKETS_SESSION": "100000/minute",
     }
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]

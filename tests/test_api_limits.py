@@ -4,6 +4,7 @@ the lead API disabled with a message, and chat still answering with an `error` e
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -74,3 +75,20 @@ def test_without_admin_token_the_lead_api_says_how_to_enable_it(client: httpx.Cl
     response = client.get("/api/tickets", headers={"Authorization": "Bearer anything"})
     assert response.status_code == 503
     assert "set ADMIN_TOKEN" in response.json()["detail"]
+
+
+def test_new_tickets_are_limited_per_address_on_chat_and_on_the_ticket_api(app_server) -> None:  # type: ignore[no-untyped-def]
+    """RATE_LIMIT_TICKETS_IP=2/hour: two conversations get tickets; the third is told so (chat) or 429 (API)."""
+    from helpers.app_process import run_app
+
+    env = app_server.env | {"RATE_LIMIT_TICKETS_IP": "2/hour", "RATE_LIMIT_TICKETS_SESSION": "5/hour"}
+    with run_app(Path(app_server.log).parent / "ticket-quota", env) as app, httpx.Client(base_url=app.url) as client:
+        opened = [chat_events(client, {"message": "I need a person", "escalate": True}) for _ in range(2)]
+        assert all("escalated" in names(events) for events in opened)
+        third = chat_events(client, {"message": "I need a person", "escalate": True})
+        assert "escalated" not in names(third) and "several support tickets" in payload(third, "done")["text"]
+        session_id = payload(third, "session")["session_id"]
+        refused = client.post("/api/tickets", json={"session_id": session_id})
+        assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0 and refused.json()["detail"]
+        again = client.post("/api/tickets", json={"session_id": payload(opened[0], "session")["session_id"]})
+        assert again.status_code == 200, "the open ticket of a session is still updated"

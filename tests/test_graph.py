@@ -142,12 +142,76 @@ async def test_asking_for_a_person_opens_a_ticket_without_calling_the_llm(script
     assert events[-1]["text"] == stored["content"]
 
 
-async def test_nothing_relevant_in_the_knowledge_base_escalates(scripted: Agent, words: ScriptedLLM) -> None:
-    events = await scripted.turn(new_session_id(), "What is the boiling point of tungsten in kelvin?")
+async def test_nothing_relevant_offers_a_person_and_opens_no_ticket(scripted: Agent, words: ScriptedLLM) -> None:
+    session = new_session_id()
+    events = await scripted.turn(session, "What is the boiling point of tungsten in kelvin?")
     assert first(events, "sources")["sources"] == []
+    assert first(events, "offer") == {"event": "offer", "reason": "no_relevant_answer"}
+    assert "escalated" not in kinds(events) and words.requests == []
+    assert await scripted.context.tickets.open_ticket_for(session) is None
+    assert (await scripted.history(session))[-1]["offered"] == "no_relevant_answer"
+
+
+async def test_a_yes_to_the_offer_opens_the_ticket_with_the_offer_s_reason(scripted: Agent) -> None:
+    session = new_session_id()
+    await scripted.turn(session, "What is the boiling point of tungsten in kelvin?")
+    events = await scripted.turn(session, "Yes please")
     escalated = first(events, "escalated")
-    assert escalated["reason"] == "no_relevant_answer" and escalated["ticket_id"] in events[-1]["text"]
-    assert words.requests == []
+    assert escalated["reason"] == "no_relevant_answer"
+    ticket = await scripted.context.tickets.get(escalated["ticket_id"])
+    assert ticket is not None and ticket.transcript[0].content == "What is the boiling point of tungsten in kelvin?"
+
+
+async def test_the_offer_holds_for_the_next_message_only(scripted: Agent) -> None:
+    session = new_session_id()
+    await scripted.turn(session, "What is the boiling point of tungsten in kelvin?")
+    await scripted.turn(session, "Hello")
+    events = await scripted.turn(session, "yes")
+    assert "escalated" not in kinds(events)
+    assert await scripted.context.tickets.open_ticket_for(session) is None
+
+
+async def test_auto_escalate_opens_the_ticket_at_once_as_before(kb_settings: Settings) -> None:
+    async with agent_for(kb_settings.model_copy(update={"auto_escalate": True})) as agent:
+        events = await agent.turn(new_session_id(), "What is the boiling point of tungsten in kelvin?")
+    assert first(events, "escalated")["reason"] == "no_relevant_answer" and "offer" not in kinds(events)
+
+
+@pytest.mark.parametrize("message", ["hello 😀 there", "Hi!", "thanks a lot", "hello number 3", "Good morning team"])
+async def test_small_talk_gets_a_friendly_reply_without_search_llm_or_ticket(
+    scripted: Agent, words: ScriptedLLM, message: str
+) -> None:
+    session = new_session_id()
+    events = await scripted.turn(session, message)
+    assert kinds(events) == ["token", "done"]  # no sources: nothing was searched
+    assert words.requests == [] and await scripted.context.tickets.open_ticket_for(session) is None
+    assert events[-1]["text"] in prompts.SMALL_TALK.values()
+
+
+async def test_a_greeting_with_a_question_is_answered_not_small_talked(scripted: Agent, words: ScriptedLLM) -> None:
+    words.script("Click Forgot password on the sign-in page [1].")
+    events = await scripted.turn(new_session_id(), "Hi, how do I reset my password?")
+    assert first(events, "sources")["sources"] and len(words.requests) == 1
+
+
+async def test_new_tickets_stop_at_the_quota_while_the_open_one_still_updates(kb_settings: Settings) -> None:
+    """The context's ticket quota (the API passes its rate limits): refused → a reply saying so, no ticket."""
+    allowed: list[str] = []
+
+    async def quota(session_id: str, client: str | None) -> bool:
+        allowed.append(session_id)
+        return len(allowed) <= 1
+
+    async with agent_for(kb_settings) as agent:
+        agent.context.ticket_quota = quota
+        one, two = new_session_id(), new_session_id()
+        opened = await agent.turn(one, "I want to talk to a human")
+        again = await agent.turn(one, "Please, a human agent")
+        refused = await agent.turn(two, "I want to talk to a human")
+        assert await agent.context.tickets.open_ticket_for(two) is None
+    assert first(opened, "escalated")["ticket_id"] == first(again, "escalated")["ticket_id"]
+    assert allowed == [one, two]  # the update of the open ticket was not counted
+    assert "escalated" not in kinds(refused) and refused[-1]["text"] == prompts.TICKET_LIMIT
 
 
 async def test_the_caller_can_ask_for_escalation_explicitly(scripted: Agent) -> None:
@@ -210,21 +274,21 @@ async def test_a_turn_stopped_mid_answer_is_stored_marked_interrupted(agent: Age
 # ------------------------------------------------------------------- the scripted stand-in for the model
 
 
-async def test_an_unsure_answer_goes_through_the_graph_to_a_person_in_one_reply(
+async def test_an_unsure_answer_goes_through_the_graph_to_an_offer_in_one_reply(
     scripted: Agent, words: ScriptedLLM
 ) -> None:
     words.script("I'm not sure about that.")
     session = new_session_id()
     events = await scripted.turn(session, "Can I pay my invoices in bitcoin?")
-    escalated = first(events, "escalated")
-    assert escalated["reason"] == "model_unsure"
-    ticket = await scripted.context.tickets.get(escalated["ticket_id"])
-    assert ticket is not None and ticket.reason == "model_unsure"
-    assert [t.content for t in ticket.transcript] == ["Can I pay my invoices in bitcoin?", "I'm not sure about that."]
+    assert first(events, "offer")["reason"] == "model_unsure"
     history = await scripted.history(session)
-    assert [h["role"] for h in history] == ["user", "assistant"]  # one reply: the answer, then the hand-over
+    assert [h["role"] for h in history] == ["user", "assistant"]  # one reply: the answer, then the offer
     assert history[-1]["content"] == events[-1]["text"] == text_of(events)
-    assert history[-1]["content"].startswith("I'm not sure about that.") and ticket.ticket_id in history[-1]["content"]
+    assert history[-1]["content"].startswith("I'm not sure about that.\n\n")
+    accepted = await scripted.turn(session, "yes")
+    ticket = await scripted.context.tickets.get(first(accepted, "escalated")["ticket_id"])
+    assert ticket is not None and ticket.reason == "model_unsure"
+    assert ticket.transcript[1].content == history[-1]["content"]
 
 
 async def test_a_sure_answer_ends_the_turn_without_a_ticket(scripted: Agent, words: ScriptedLLM) -> None:
