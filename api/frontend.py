@@ -23,6 +23,7 @@ VENDOR_FILES: dict[str, str] = {
     "marked.esm.js.map": "marked/lib/marked.esm.js.map",
     "purify.es.mjs": "dompurify/dist/purify.es.mjs",
     "purify.es.mjs.map": "dompurify/dist/purify.es.mjs.map",
+    "eventsource-parser.js": "eventsource-parser/dist/index.js",
 }
 
 JS = "text/javascript; charset=utf-8"

@@ -4,6 +4,8 @@
  * Optional attributes: data-label="Help" (button text for screen readers), data-position="left".
  * It adds a round chat button; the first click loads the chat page in compact mode (/?embed=1) in an
  * iframe, so the conversation runs on the support server's origin and nothing of it touches the host page.
+ * The frame gets this page's origin (&parent=…) so that its one message, "close", is addressed to this page
+ * only; messages are acted on only when they come from that frame on the support server's origin.
  * Styles are set from script (element.style), so it works under a host page's strict CSP as long as that
  * CSP allows this script and frames from the support server (frame-src).
  */
@@ -63,7 +65,7 @@
 
   function createFrame() {
     frame = document.createElement("iframe");
-    frame.src = origin + "/?embed=1";
+    frame.src = origin + "/?embed=1&parent=" + encodeURIComponent(window.location.origin);
     frame.title = label;
     frame.setAttribute("data-support-chat", "frame");
     css(frame, { border: "none", "box-shadow": "0 10px 40px rgba(0,0,0,.3)", "z-index": "2147483001",
@@ -86,7 +88,8 @@
 
   button.addEventListener("click", function () { setOpen(!open); });
   window.addEventListener("message", function (event) {
-    if (event.origin === origin && event.data && event.data.type === "support-chat:close" && open) setOpen(false);
+    if (event.origin !== origin || !frame || event.source !== frame.contentWindow) return;
+    if (event.data && event.data.type === "support-chat:close" && open) setOpen(false);
   });
 
   function mount() { document.body.appendChild(button); }

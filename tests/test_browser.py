@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -213,13 +214,14 @@ def test_a_conversation_streams_cites_sources_follows_up_and_survives_reload(pag
 
 
 def test_stop_ends_the_stream_and_marks_the_answer_stopped(page) -> None:
-    """While an answer streams, Stop aborts it: the bubble stops growing, says so, and Send is back."""
+    """While an answer streams, Stop aborts it: the bubble stops growing, is marked interrupted, and Send is
+    back."""
     send(page, "Explain in detail how refunds and invoices work, with many examples.")
     poll(page, "(document.querySelector('.msg.bot .md')?.innerText.length || 0) > 0")
     assert page.is_visible("#stop")
     page.click("#stop")
     poll(page, "!document.querySelector('.msg.bot').classList.contains('streaming')", timeout=10)
-    assert page.is_visible(".msg.bot .stopped")
+    assert page.is_visible(".msg.bot.interrupted .interrupted-label")
     assert page.is_visible("#send") and not page.is_visible("#stop")
     length = page.evaluate("document.querySelector('.msg.bot .md').innerText.length")
     time.sleep(1.0)
@@ -344,7 +346,8 @@ def test_a_refused_message_is_explained_in_place_with_retry(page) -> None:
 
 
 def test_the_widget_adds_a_chat_button_that_opens_the_compact_chat(browser, app_url: str) -> None:
-    """One script tag on the demo page adds a button; it opens the chat in a frame, whose ✕ closes it."""
+    """One script tag on the demo page adds a button; it opens the chat in a frame, whose ✕ closes it by a
+    message addressed to the host page's origin (passed to the frame as `parent`), never to "*"."""
     context = browser.new_context(viewport={"width": 1100, "height": 800})
     page = context.new_page()
     page.goto(app_url + "/widget-demo")
@@ -353,6 +356,8 @@ def test_the_widget_adds_a_chat_button_that_opens_the_compact_chat(browser, app_
     assert button.get_attribute("aria-expanded") == "false"
     button.click()
     assert button.get_attribute("aria-expanded") == "true"
+    src = page.get_attribute("[data-support-chat=frame]", "src")
+    assert src == f"{app_url}/?embed=1&parent={quote(app_url, safe='')}"
     frame = page.frame_locator("[data-support-chat=frame]")
     frame.locator("#message").wait_for()
     frame.locator("html.embed").wait_for(state="attached")  # set by the chat module once it has loaded

@@ -25,7 +25,7 @@ async function detailOf(response) {
 }
 
 /** Turn a non-2xx response into an ApiError whose message says what to do. */
-export async function errorFromResponse(response) {
+async function errorFromResponse(response) {
   const detail = await detailOf(response);
   const status = response.status;
   if (status === 429) {

@@ -26,27 +26,24 @@ export class Chat {
   /** Reload-proof: show the conversation the server remembers for the stored session id. */
   async restore() {
     if (!this.sessionId) return;
-    let items;
+    let history;
     try {
-      items = await getHistory(this.sessionId);
+      history = await getHistory(this.sessionId);
     } catch (error) {
       if (error.status === 404) return this.forget();
       this.appendItem(noticeItem("Could not load the earlier conversation.", error.message, "notice error"));
       return;
     }
     let question = "";
-    for (const item of normaliseHistory(items)) {
+    for (const item of history?.messages || []) {
+      const content = typeof item.content === "string" ? item.content : "";
       if (item.role === "user") {
-        question = item.content;
-        this.appendItem(userBubble(item.content));
+        question = content;
+        this.appendItem(userBubble(content));
       } else if (item.role === "assistant") {
         const view = this.newAnswer(question);
-        view.setSearching(false);
         view.setSources(item.sources || []);
-        view.text = item.content || "";
-        view.messageId = item.message_id || null;
-        if (item.interrupted) view.markStopped();
-        else view.finish(view.messageId);
+        view.finish(item.message_id, { text: content, interrupted: item.interrupted, refused: item.refused });
       }
       if (item.ticket_id) this.showTicket(item.ticket_id);
     }
@@ -101,10 +98,10 @@ export class Chat {
         this.showTicket(data.ticket_id, data.reason);
         break;
       case "error":
-        view.showModelNotice(data.message || "The assistant is unavailable right now; here is a fallback reply.");
+        view.showModelNotice(data.message);
         break;
-      case "done":
-        view.finish(data.message_id);
+      case "done": // its text, when present, replaces what streamed (the server may have corrected it)
+        view.finish(data.message_id, { text: data.text, interrupted: data.interrupted, refused: data.refused });
         break;
       default:
         break;
@@ -235,14 +232,4 @@ function readSession() {
   } catch {
     return null;
   }
-}
-
-/** Accept the history as a list, or as {messages: [...]}; roles "human"/"ai" as well as "user"/"assistant". */
-export function normaliseHistory(data) {
-  const list = Array.isArray(data) ? data : data?.messages || data?.history || [];
-  return list.map((item) => ({
-    ...item,
-    role: { human: "user", ai: "assistant", bot: "assistant" }[item.role] || item.role,
-    content: typeof item.content === "string" ? item.content : String(item.content ?? ""),
-  }));
 }

@@ -14,12 +14,12 @@ function el(tag, className, text) {
   return node;
 }
 
+// The API's times are ISO 8601 strings; its lists come newest first.
 const formatTime = (value) => {
   if (!value) return "";
-  const date = typeof value === "number" ? new Date(value < 1e12 ? value * 1000 : value) : new Date(value);
+  const date = new Date(value);
   return Number.isNaN(date.getTime()) ? String(value) : date.toLocaleString();
 };
-const timeOf = (value) => new Date(typeof value === "number" && value < 1e12 ? value * 1000 : value).getTime() || 0;
 const statusLabel = (status) => String(status || "open").replace(/_/g, " ");
 
 let token = sessionStorage.getItem(TOKEN_KEY);
@@ -69,13 +69,11 @@ async function loadTickets() {
   $("tickets-status").textContent = "Loading…";
   let tickets;
   try {
-    const data = await api(`/api/tickets${status ? `?status=${encodeURIComponent(status)}` : ""}`);
-    tickets = Array.isArray(data) ? data : data?.tickets || [];
+    tickets = (await api(`/api/tickets${status ? `?status=${encodeURIComponent(status)}` : ""}`)).tickets;
   } catch (error) {
     $("tickets-status").textContent = `Could not load tickets: ${error.message}`;
     return;
   }
-  tickets.sort((a, b) => timeOf(b.created_at) - timeOf(a.created_at));
   list.replaceChildren(...tickets.map(ticketRow));
   $("tickets-status").textContent = tickets.length
     ? `${tickets.length} ticket${tickets.length === 1 ? "" : "s"}`
@@ -90,7 +88,7 @@ function ticketRow(ticket) {
   row.setAttribute("aria-current", String(ticket.ticket_id === selectedId));
   const top = el("span", "ticket-row-top");
   top.append(el("strong", "", ticket.ticket_id), el("span", `badge status-${ticket.status}`, statusLabel(ticket.status)));
-  row.append(top, el("span", "ticket-row-reason", ticket.reason || ticket.summary || "(no reason given)"));
+  row.append(top, el("span", "ticket-row-reason", ticket.reason || "(no reason given)"));
   row.append(el("span", "ticket-row-meta", [formatTime(ticket.created_at), ticket.contact_email].filter(Boolean).join(" · ")));
   row.addEventListener("click", () => openTicket(ticket.ticket_id));
   item.append(row);
@@ -136,26 +134,26 @@ function ticketDetail(ticket) {
   const transcript = el("section", "transcript");
   transcript.append(el("h3", "", "Conversation"));
   const turns = el("ol", "turns");
-  for (const turn of ticket.transcript || []) turns.append(transcriptTurn(turn, ticket.sources || []));
+  for (const turn of ticket.transcript) turns.append(transcriptTurn(turn, ticket.sources));
   if (!turns.children.length) turns.append(el("li", "placeholder", "No messages."));
   transcript.append(turns);
 
   const parts = [head, facts, transcript];
-  if (ticket.sources?.length) parts.push(sourcesSection(ticket.sources));
-  parts.push(notesSection(ticket.notes || []), updateForm(ticket));
+  if (ticket.sources.length) parts.push(sourcesSection(ticket.sources));
+  parts.push(notesSection(ticket.notes), updateForm(ticket));
   return parts;
 }
 
+/** One transcript entry ({role: "user" | "assistant", content, at, interrupted}). */
 function transcriptTurn(turn, sources) {
-  const role = { human: "user", ai: "assistant" }[turn.role] || turn.role;
-  const item = el("li", `turn ${role}`);
+  const item = el("li", `turn ${turn.role}`);
   const meta = el("div", "turn-meta");
-  meta.append(el("strong", "", role === "user" ? "Customer" : role === "assistant" ? "Bot" : role));
+  meta.append(el("strong", "", turn.role === "user" ? "Customer" : "Bot"));
   if (turn.at) meta.append(el("span", "", formatTime(turn.at)));
-  if (turn.interrupted) meta.append(el("span", "badge", "stopped"));
+  if (turn.interrupted) meta.append(el("span", "badge", "interrupted"));
   const body = el("div", "md");
-  if (role === "user") body.textContent = turn.content;
-  else renderMarkdown(body, turn.content, turn.sources || sources);
+  if (turn.role === "user") body.textContent = turn.content;
+  else renderMarkdown(body, turn.content, sources);
   item.append(meta, body);
   return item;
 }
@@ -187,11 +185,9 @@ function notesSection(notes) {
   section.append(el("h3", "", "Notes"));
   const list = el("ul");
   for (const note of notes) {
-    const text = typeof note === "string" ? note : note.text || note.note || "";
-    const item = el("li", "", text);
-    const when = typeof note === "object" ? note.at || note.created_at : null;
-    const status = typeof note === "object" ? note.status : null;
-    if (when || status) item.append(el("span", "note-meta", ` — ${[status && statusLabel(status), formatTime(when)].filter(Boolean).join(", ")}`));
+    // {at, status, note}: a status change, with or without a note
+    const item = el("li", "", note.note || "");
+    item.append(el("span", "note-meta", ` — ${[statusLabel(note.status), formatTime(note.at)].filter(Boolean).join(", ")}`));
     list.append(item);
   }
   if (!notes.length) list.append(el("li", "placeholder", "No notes yet."));
@@ -246,13 +242,11 @@ async function loadFeedback() {
   $("feedback-status").textContent = "Loading…";
   let items;
   try {
-    const data = await api("/api/feedback?rating=down");
-    items = Array.isArray(data) ? data : data?.feedback || data?.items || [];
+    items = (await api("/api/feedback?rating=down")).feedback;
   } catch (error) {
     $("feedback-status").textContent = `Could not load feedback: ${error.message}`;
     return;
   }
-  items.sort((a, b) => timeOf(b.at || b.created_at) - timeOf(a.at || a.created_at));
   $("feedback-list").replaceChildren(...items.map(feedbackItem));
   $("feedback-status").textContent = items.length ? `${items.length} answer${items.length === 1 ? "" : "s"} rated down` : "No thumbs-down answers.";
 }
@@ -260,14 +254,14 @@ async function loadFeedback() {
 function feedbackItem(item) {
   const card = el("li", "feedback-card");
   const meta = el("div", "turn-meta");
-  meta.append(el("span", "", formatTime(item.at || item.created_at)));
+  meta.append(el("span", "", formatTime(item.at)));
   if (item.session_id) meta.append(el("span", "", `session ${item.session_id}`));
   card.append(meta);
   if (item.question) {
     card.append(el("h3", "", "Question"), el("p", "question", item.question));
   }
   const answer = el("div", "md");
-  renderMarkdown(answer, item.answer ?? item.content ?? "", item.sources || []);
+  renderMarkdown(answer, item.answer ?? "", item.sources || []);
   card.append(el("h3", "", "Answer"), answer);
   if (item.comment) card.append(el("h3", "", "Comment"), el("p", "comment", item.comment));
   return card;

@@ -1,11 +1,23 @@
 // Chat page entry: wires the page's elements to the Chat controller. `?embed=1` is the compact mode the
-// widget shows in its iframe (a close button that tells the host page to hide the frame).
+// widget shows in its iframe: a close button (and Escape) tell the host page to hide the frame, by a message
+// addressed to the host's origin only, which widget.js passes as `?parent=<origin>`.
 import { Chat } from "./chat.js";
 import { setupEscalation } from "./escalate-dialog.js";
 
 const $ = (id) => document.getElementById(id);
-const embedded = new URLSearchParams(window.location.search).has("embed");
+const params = new URLSearchParams(window.location.search);
+const embedded = params.has("embed");
 document.documentElement.classList.toggle("embed", embedded);
+
+/** The `parent` parameter when it is exactly an http(s) origin ("https://shop.example"), else null. */
+function parentOrigin(value) {
+  try {
+    const url = new URL(value);
+    return (url.protocol === "http:" || url.protocol === "https:") && url.origin === value ? url.origin : null;
+  } catch {
+    return null;
+  }
+}
 
 const chat = new Chat({
   log: $("log"),
@@ -61,15 +73,15 @@ setupEscalation({
   afterClose: () => input.focus(),
 });
 
-if (embedded) {
-  $("close-widget").addEventListener("click", () => {
-    window.parent.postMessage({ type: "support-chat:close" }, "*");
-  });
+const host = embedded && window.parent !== window ? parentOrigin(params.get("parent")) : null;
+if (host) {
+  const close = () => window.parent.postMessage({ type: "support-chat:close" }, host);
+  $("close-widget").addEventListener("click", close);
   document.addEventListener("keydown", (event) => {
-    if (event.key === "Escape" && !$("escalate-dialog").open) {
-      window.parent.postMessage({ type: "support-chat:close" }, "*");
-    }
+    if (event.key === "Escape" && !$("escalate-dialog").open) close();
   });
+} else {
+  $("close-widget").hidden = true; // nobody to tell: a close button would do nothing
 }
 
 chat.restore().finally(() => {

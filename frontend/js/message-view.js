@@ -1,5 +1,10 @@
 // The DOM of one exchange in the conversation: a user bubble, an answer bubble that fills in as events
 // arrive (searching → sources → tokens → done), and notices (ticket opened). No network code here.
+//
+// An answer is `li.msg.bot` (classes `streaming` while it streams, `interrupted`, `refused`) holding
+// `.bubble > .md` (the rendered Markdown of the answer text and nothing else), `.bubble > .interrupted-label`,
+// `.bubble > .alert` (a failed request, with Retry), then outside the bubble `.model-notice` (the server's
+// `error` notice), `.sources` and `.msg-actions`.
 import { renderMarkdown, safeUrl } from "./render.js";
 
 function el(tag, className, text) {
@@ -57,7 +62,8 @@ export function noticeItem(title, detail, className = "notice") {
 
 /**
  * One answer bubble. `handlers` = {onFeedback(messageId, rating, comment), onRegenerate(view)}.
- * Text is re-rendered (Markdown, sanitised) at most once per animation frame while tokens stream in.
+ * Text is re-rendered (Markdown, sanitised) at most once per animation frame while tokens stream in; at the
+ * end `finish(…, {text})` replaces it with the server's final text.
  */
 export class AnswerView {
   constructor(question, handlers) {
@@ -72,19 +78,21 @@ export class AnswerView {
     this.bubble = el("div", "bubble");
     this.status = el("p", "status");
     this.body = el("div", "md");
-    this.modelNotice = el("p", "model-notice");
-    this.modelNotice.hidden = true;
-    this.stopped = el("p", "stopped", "Stopped — the answer above is incomplete.");
-    this.stopped.hidden = true;
+    this.interruptedLabel = el("p", "interrupted-label", "(answer interrupted)");
+    this.interruptedLabel.hidden = true;
     this.alert = el("div", "alert");
     this.alert.setAttribute("role", "alert");
     this.alert.hidden = true;
-    this.bubble.append(this.status, this.body, this.modelNotice, this.stopped, this.alert);
+    this.bubble.append(this.status, this.body, this.interruptedLabel, this.alert);
+    // The server's notice (e.g. the model failed mid-answer) is not part of the answer: it sits under the bubble.
+    this.modelNotice = el("p", "model-notice");
+    this.modelNotice.setAttribute("role", "status");
+    this.modelNotice.hidden = true;
     this.sourcesBox = el("section", "sources");
     this.sourcesBox.hidden = true;
     this.actions = this.buildActions();
     this.actions.hidden = true;
-    this.item.append(this.bubble, this.sourcesBox, this.actions);
+    this.item.append(this.bubble, this.modelNotice, this.sourcesBox, this.actions);
   }
 
   buildActions() {
@@ -149,7 +157,8 @@ export class AnswerView {
     this.body.replaceChildren();
     this.sourcesBox.hidden = true;
     this.actions.hidden = true;
-    this.stopped.hidden = true;
+    this.setInterrupted(false);
+    this.item.classList.remove("refused");
     this.modelNotice.hidden = true;
     this.clearAlert();
     this.setSearching(true);
@@ -216,25 +225,37 @@ export class AnswerView {
     renderMarkdown(this.body, this.text, this.sources);
   }
 
-  /** The model failed mid-way (`error` event); the server's fallback reply streams after this notice. */
+  /** The server's `error` notice (e.g. the model failed mid-answer), shown apart from the answer's text. */
   showModelNotice(message) {
     this.setSearching(false);
-    this.modelNotice.textContent = message || "The assistant is unavailable right now.";
+    this.modelNotice.textContent = message || "The assistant had a problem answering.";
     this.modelNotice.hidden = false;
   }
 
-  finish(messageId) {
+  /**
+   * The answer is complete. `text`, when given (the `done` event's text, or a stored message), is the one
+   * truth: it replaces whatever streamed. Without it (an older server) the streamed text stays.
+   */
+  finish(messageId, { text, interrupted = false, refused = false } = {}) {
     this.setSearching(false);
+    if (typeof text === "string") this.text = text;
     this.flush();
     this.messageId = messageId || null;
     this.item.classList.remove("streaming");
+    this.item.classList.toggle("refused", Boolean(refused));
+    this.setInterrupted(Boolean(interrupted));
     this.actions.hidden = false;
     this.up.disabled = this.down.disabled = !this.messageId;
   }
 
+  /** Stopped here (the Stop button): what streamed stays, marked incomplete, as the server stores it. */
   markStopped() {
-    this.finish(this.messageId);
-    this.stopped.hidden = false;
+    this.finish(this.messageId, { interrupted: true });
+  }
+
+  setInterrupted(on) {
+    this.item.classList.toggle("interrupted", on);
+    this.interruptedLabel.hidden = !on;
   }
 
   /**
@@ -245,6 +266,7 @@ export class AnswerView {
     this.setSearching(false);
     this.flush();
     this.item.classList.remove("streaming");
+    if (this.text) this.setInterrupted(true); // the stream broke off: what came is incomplete
     this.alert.replaceChildren();
     this.alert.hidden = false;
     const text = el("span", "alert-text", error.message);

@@ -103,9 +103,3 @@ function citationLink(n, source) {
   return link;
 }
 
-/** Plain text of Markdown (for the screen-reader announcement). */
-export function markdownToText(markdown) {
-  const holder = document.createElement("div");
-  holder.append(markdownToFragment(markdown));
-  return holder.textContent.trim();
-}

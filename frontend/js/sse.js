@@ -1,42 +1,34 @@
-// A small Server-Sent Events parser over fetch's ReadableStream (EventSource cannot POST).
-// Follows the WHATWG event-stream format: "event:" and "data:" lines, a blank line ends an event,
-// CRLF, LF or CR line endings, ":" comments ignored, multi-line data joined with "\n".
+// Server-Sent Events from a fetch Response (EventSource cannot POST), parsed by the npm library
+// eventsource-parser (served from node_modules as /vendor/eventsource-parser.js). Its ./stream entry point
+// would import "./index.js", a path /vendor/ does not serve, so the few lines of its TransformStream are here.
+import { createParser } from "/vendor/eventsource-parser.js";
+
+/** A TransformStream from decoded text to {event, data}; an unnamed event is "message", as in EventSource. */
+function eventStream() {
+  let parser;
+  return new TransformStream({
+    start(controller) {
+      parser = createParser({ onEvent: ({ event, data }) => controller.enqueue({ event: event || "message", data }) });
+    },
+    transform(chunk) {
+      parser.feed(chunk);
+    },
+  });
+}
 
 /** Yield {event, data} for each event of a fetch Response body, as soon as it arrives. */
 export async function* readEvents(response, signal) {
-  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  const reader = response.body.pipeThrough(new TextDecoderStream()).pipeThrough(eventStream()).getReader();
   const abort = () => reader.cancel().catch(() => {});
   signal?.addEventListener("abort", abort, { once: true });
-  let buffer = "";
-  let event = "message";
-  let data = [];
   try {
     for (;;) {
       const { value, done } = await reader.read();
-      if (done) break;
-      buffer += value;
-      let match;
-      // A lone trailing "\r" may be the first half of "\r\n": wait for the next chunk.
-      while ((match = /\r\n|\n|\r(?!$)/.exec(buffer))) {
-        const line = buffer.slice(0, match.index);
-        buffer = buffer.slice(match.index + match[0].length);
-        if (line === "") {
-          if (data.length) yield { event, data: data.join("\n") };
-          event = "message";
-          data = [];
-          continue;
-        }
-        if (line.startsWith(":")) continue;
-        const colon = line.indexOf(":");
-        const field = colon === -1 ? line : line.slice(0, colon);
-        let val = colon === -1 ? "" : line.slice(colon + 1);
-        if (val.startsWith(" ")) val = val.slice(1);
-        if (field === "event") event = val;
-        else if (field === "data") data.push(val);
-      }
+      if (done) return;
+      yield value;
     }
   } finally {
     signal?.removeEventListener("abort", abort);
-    reader.releaseLock?.();
+    abort(); // a consumer that stops early closes the connection (a no-op once the stream has ended)
   }
 }
