@@ -117,8 +117,9 @@ async def answer(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     context, write = context_of(runtime), runtime.stream_writer
     sources = state.get("sources", [])
     history, question = state["messages"][:-1], text_of(state["messages"][-1])
-    prompt = prompts.answer_prompt(history, sources, question, context.settings.history_turns)
-    check = AnswerCheck(sources, prompts.SYSTEM)
+    settings = context.settings
+    prompt = prompts.answer_prompt(history, sources, question, settings.history_turns, settings.llm_prompt_tokens)
+    check = AnswerCheck(sources, prompts.RULES)
     try:
         async with contextlib.aclosing(context.llm.astream(prompt)) as stream:
             async for chunk in stream:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from graph.answer_check import AnswerCheck
-from graph.prompts import SYSTEM
+from graph.prompts import RULES as SYSTEM
 
 SOURCES = [{"n": 1, "url": "https://help.example.com/account"}, {"n": 2, "url": "https://help.example.com/billing"}]
 SIZES = [1, 2, 3, 5, 8, 1000]

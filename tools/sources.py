@@ -28,12 +28,25 @@ class Source(PublicSource):
     text: str
 
 
+def page_of(url: str) -> str:
+    return url.split("#", 1)[0]
+
+
 def from_hits(hits: Iterable[SearchHit]) -> list[Source]:
-    """Numbered from 1 in rank order: the numbers the model cites as [n]."""
-    return [
-        Source(n=n, title=h.title, url=h.url, snippet=h.snippet, score=round(h.score, 4), text=h.text)
-        for n, h in enumerate(hits, start=1)
-    ]
+    """One source per page, numbered from 1 in rank order (the numbers the model cites as [n]): a page's
+    best section leads — its URL, anchor and score — and its other hit sections follow in its text, so the
+    customer sees each page once and the prompt carries no page twice."""
+    pages: dict[str, list[SearchHit]] = {}
+    for hit in hits:
+        pages.setdefault(page_of(hit.url), []).append(hit)
+    sources = []
+    for n, group in enumerate(pages.values(), start=1):
+        best = group[0]
+        text = "\n…\n".join(h.text for h in group)
+        sources.append(
+            Source(n=n, title=best.title, url=best.url, snippet=best.snippet, score=round(best.score, 4), text=text)
+        )
+    return sources
 
 
 def public(sources: Iterable[dict[str, Any]]) -> list[PublicSource]:
