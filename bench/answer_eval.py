@@ -46,9 +46,9 @@ if str(ROOT) not in sys.path:
 from app_process import run_app  # noqa: E402  (bench/app_process.py)
 from eval_retrieval import index_corpus, load_eval, write_corpus  # noqa: E402  (bench/eval_retrieval.py)
 
-from graph.citations import content_words  # noqa: E402
 from launcher.services import free_port, start_chroma, start_llm, start_redis  # noqa: E402
 from settings import Settings  # noqa: E402
+from tools.text import content_words  # noqa: E402
 
 JUDGE_PROMPT = """You grade an answer of a customer-support assistant against the reference answer.
 

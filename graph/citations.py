@@ -12,16 +12,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from tools.text import content_words
+
 SUPPORT_THRESHOLD = 0.35
 _MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
-_WORD = re.compile(r"[a-z0-9][a-z0-9'_-]*")
-_STOP = set(
-    "a an the and or but if then of to in on at by for with from as is are was were be been being it its this that "
-    "these those you your we our they their i me my he she his her them can could will would should may might must "
-    "do does did done have has had not no yes so than too very just also there here what which who whom how when "
-    "where why all any each some more most other such only own same into over under about after before again".split()
-)
 
 
 @dataclass
@@ -38,10 +33,6 @@ class CitationReport:
     @property
     def unsupported(self) -> list[str]:
         return [s.sentence for s in self.sentences if s.support is not None and s.support < SUPPORT_THRESHOLD]
-
-
-def content_words(text: str) -> set[str]:
-    return {w for w in _WORD.findall(text.lower()) if w not in _STOP and len(w) > 1}
 
 
 def check_citations(answer: str, sources: list[dict[str, Any]]) -> CitationReport:

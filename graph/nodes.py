@@ -25,7 +25,7 @@ from graph.state import State
 from graph.transcript import shown_sources, text_of, transcript
 from metrics import ESCALATION_REASONS, INJECTION_BLOCKED, LLM_ERRORS, OUTPUT_CHECKS, UNSUPPORTED_SENTENCES
 from tools.injection import REFUSAL, Verdict, detect_injection, llm_flags_injection, sanitize_input
-from tools.sources import from_hits, public
+from tools.sources import from_hits, public, worth_showing
 
 log = logging.getLogger(__name__)
 LLM_FAILURES = (openai.APIError, httpx.HTTPError, TimeoutError, ConnectionError, OSError)
@@ -104,7 +104,7 @@ async def retrieve(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     query = search_query(state["messages"])
     knowledge_base = await context.knowledge_base()
     hits = await knowledge_base.asearch(query, k=context.settings.retrieval_k)
-    sources = from_hits(hit for hit in hits if hit.score >= context.settings.relevance_threshold)
+    sources = from_hits(worth_showing(hits, context.settings.relevance_threshold, query))
     runtime.stream_writer({"event": "sources", "sources": public(sources)})
     if not sources:
         return {"query": query, "sources": []} | _hand_over(context, "no_relevant_answer")

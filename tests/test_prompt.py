@@ -49,3 +49,15 @@ def test_history_counts_against_the_budget() -> None:
     short = str(prompts.answer_prompt(history, sources, "Q?", turns=10, budget_tokens=400)[-1].content)
     longer = str(prompts.answer_prompt([], sources, "Q?", turns=10, budget_tokens=400)[-1].content)
     assert len(short) < len(longer)
+
+
+def test_a_hit_just_under_the_threshold_counts_when_it_holds_the_question_s_words() -> None:
+    """"How do I change the port?" scored 0.275 against 0.30 while its page ranked first: the words decide."""
+    from tools.sources import worth_showing
+
+    page = hit(1, "https://docs.example.com/config", "Change the port the app listens on with PORT.", 0.275)
+    unrelated = hit(2, "https://docs.example.com/billing", "Invoices are issued monthly.", 0.275)
+    far = hit(3, "https://docs.example.com/config2", "Change the port with PORT.", 0.15)
+    assert worth_showing([page, unrelated, far], 0.30, "How do I change the port?") == [page]
+    assert worth_showing([page], 0.30) == []  # without the question only the score counts
+    assert worth_showing([unrelated], 0.25, "What is the capital of Australia?") == [unrelated]

@@ -1,10 +1,16 @@
-"""Hybrid knowledge-base search: Chroma (dense, cosine) fused with BM25 (lexical) by reciprocal-rank fusion.
+"""Hybrid knowledge-base search: Chroma (dense, cosine) and BM25 (lexical), fused by a convex combination of
+their scores.
 
-Why both: on the eval set (docs/performance.md) MiniLM alone finds 0.75 of the gold pages in the top 5, BM25
-alone 0.75, their fusion ~0.82: dense matches paraphrases, BM25 matches exact names (`stop_reason`, model ids).
-Why the score is the dense cosine similarity of the hit, not the fused value: RRF values only order one query's
-list, while cosine similarity means the same thing for every query, so the agent can threshold it
-(RELEVANCE_THRESHOLD) to say "nothing relevant" instead of answering from unrelated text.
+Fusion (docs/retrieval.md has the measurements): fused = LEXICAL_WEIGHT · bm25 / (the query's best bm25)
++ (1 − LEXICAL_WEIGHT) · cosine, over the union of both candidate lists. Each list's influence is the spread of
+its own scores: cosine similarity keeps its absolute scale, so a dense list that is unsure (all candidates at
+about the same similarity) barely moves the order, while a clear lexical winner stays on top. Reciprocal-rank
+fusion, used before, gives an unsure dense list as many votes as a confident lexical one, and on unseen
+documents it fell below BM25 alone.
+
+Why the score of a hit is its dense cosine similarity, not the fused value: the fused value is relative to the
+query's best BM25 score, while cosine similarity means the same thing for every query, so the agent can
+threshold it (RELEVANCE_THRESHOLD) to say "nothing relevant" instead of answering from unrelated text.
 
 BM25 lives in this process, built from the collection's own rows (the same `index_text` that was embedded), and
 is rebuilt when ingestion — possibly another process, through the Chroma server — changed the collection: it
@@ -15,14 +21,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 import time
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from typing import Any
 
 import bm25s
 import numpy as np
-from bm25s.stopwords import STOPWORDS_EN_PLUS
+import Stemmer
+from bm25s.stopwords import STOPWORDS_EN
 from chromadb.api.models.Collection import Collection
 from chromadb.errors import NotFoundError
 from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
@@ -41,51 +50,97 @@ logger = logging.getLogger(__name__)
 MAX_K = 50  # hits one search may return
 MAX_QUERY_CHARS = 2000  # longer queries are cut (the embedding model reads ~256 word pieces anyway)
 CANDIDATES = 50  # depth of each ranked list before fusion
-RRF_K = 10  # reciprocal-rank fusion constant: score = sum(weight / (RRF_K + rank)); tuned on the eval set
-DENSE_WEIGHT = 0.5
-LEXICAL_WEIGHT = 0.5
-BM25_K1, BM25_B = 1.2, 0.75
+LEXICAL_WEIGHT = 0.5  # fused = w · bm25 / best bm25 + (1 − w) · cosine; 0.4-0.7 measure the same (cross-validated)
+BM25_K1, BM25_B = 1.2, 0.75  # the usual values; b = 0.5-1.0 measured within noise on pieces of <= CHUNK_WORDS
 BACKGROUND_REBUILD_ROWS = 20_000  # above this, BM25 rebuilds (~1.4 s per 10 k rows) run beside searches
 PAGE_SIZE = 5000  # rows per collection.get() page when (re)building BM25
-_STOPWORDS = sorted(STOPWORDS_EN_PLUS)
+
+_WORD = re.compile(r"(?u)\b\w\w+\b")
+# Identifiers and codes kept whole as well as in parts: ZX-4711, claude-3-haiku, v2.1, api.example.com
+_COMPOUND = re.compile(r"(?u)\w+(?:[-.:/]\w+)+")
+_STOPWORDS = frozenset(STOPWORDS_EN)  # the short (Lucene) English list: IDF already discounts common words
+_stemmer = Stemmer.Stemmer("english")
 
 
-def tokenize(texts: list[str]) -> list[list[str]]:
-    """Lower-cased word tokens without English stopwords (bm25s's larger list measured a little better)."""
-    return bm25s.tokenize(texts, stopwords=_STOPWORDS, return_ids=False, show_progress=False)  # type: ignore[return-value]
+@lru_cache(maxsize=200_000)
+def _stem(word: str) -> str:
+    return _stemmer.stemWord(word)
 
 
-def reciprocal_rank_fusion(rankings: list[list[str]], weights: list[float], k: int = RRF_K) -> list[str]:
-    """Ids ordered by the weighted sum of 1 / (k + rank) over the lists they appear in."""
-    fused: dict[str, float] = {}
-    for ranking, weight in zip(rankings, weights, strict=True):
-        for rank, item in enumerate(ranking, start=1):
-            fused[item] = fused.get(item, 0.0) + weight / (k + rank)
-    return sorted(fused, key=lambda item: -fused[item])
+@dataclass(frozen=True)
+class Tokenizer:
+    """Query and chunk text → BM25 terms. The defaults are the product's; bench/retrieval_ablation.py turns
+    each part off to measure it."""
+
+    stem: bool = True  # Snowball English: "caching", "cached" and "caches" are one term
+    identifiers: bool = True  # stop_reason → stop_reason + stop + reason; ZX-4711 → zx-4711 + zx + 4711
+    stopwords: frozenset[str] = _STOPWORDS
+
+    def __call__(self, text: str) -> list[str]:
+        text = text.lower()
+        stem = _stem if self.stem else str
+        tokens = []
+        for word in _WORD.findall(text):
+            if "_" in word and self.identifiers:
+                tokens.append(word)
+                tokens.extend(stem(part) for part in word.split("_") if len(part) > 1 and part not in self.stopwords)
+            elif word not in self.stopwords:
+                tokens.append(stem(word))
+        if self.identifiers:
+            tokens.extend(_COMPOUND.findall(text))
+        return tokens
+
+
+TOKENIZER = Tokenizer()
+
+
+def tokenize(texts: list[str], tokenizer: Tokenizer = TOKENIZER) -> list[list[str]]:
+    return [tokenizer(text) for text in texts]
+
+
+def convex_fusion(lexical: dict[str, float], similarity: dict[str, float], weight: float = LEXICAL_WEIGHT) -> list[str]:
+    """The ids of `similarity` (every candidate, with its cosine similarity) ordered by
+    weight · bm25 / best bm25 + (1 − weight) · cosine; `lexical` holds the BM25 scores of the lexical candidates."""
+    best = max(lexical.values(), default=0.0)
+    scale = weight / best if best > 0 else 0.0
+
+    def fused(item: str) -> float:
+        return scale * lexical.get(item, 0.0) + (1.0 - weight) * similarity[item]
+
+    return sorted(similarity, key=lambda item: (-fused(item), item))
 
 
 class LexicalIndex:
     """BM25 over one snapshot of the collection; `state` says which snapshot."""
 
-    def __init__(self, ids: list[str], texts: list[str], state: tuple[Any, ...]) -> None:
+    def __init__(
+        self,
+        ids: list[str],
+        texts: list[str],
+        state: tuple[Any, ...] = (),
+        tokenizer: Tokenizer = TOKENIZER,
+        k1: float = BM25_K1,
+        b: float = BM25_B,
+    ) -> None:
         self.ids = ids
         self.state = state
+        self.tokenizer = tokenizer
         self._bm25: bm25s.BM25 | None = None
         if ids:
-            self._bm25 = bm25s.BM25(k1=BM25_K1, b=BM25_B)
-            self._bm25.index(tokenize(texts), show_progress=False)
+            self._bm25 = bm25s.BM25(k1=k1, b=b)
+            self._bm25.index(tokenize(texts, tokenizer), show_progress=False)
 
-    def search(self, query: str, depth: int) -> list[str]:
-        """Ids of the best `depth` rows with a positive BM25 score."""
+    def search(self, query: str, depth: int) -> dict[str, float]:
+        """The best `depth` rows with a positive BM25 score: id → score, best first."""
         if self._bm25 is None:
-            return []
-        tokens = [token for token in tokenize([query])[0] if token in self._bm25.vocab_dict]
+            return {}
+        tokens = [token for token in self.tokenizer(query) if token in self._bm25.vocab_dict]
         if not tokens:
-            return []
+            return {}
         scores = self._bm25.get_scores(tokens)
         depth = min(depth, len(scores))
         top = np.argpartition(-scores, depth - 1)[:depth]
-        return [self.ids[i] for i in top[np.argsort(-scores[top])] if scores[i] > 0]
+        return {self.ids[i]: float(scores[i]) for i in top[np.argsort(-scores[top], kind="stable")] if scores[i] > 0}
 
     @classmethod
     def build(cls, collection: Collection, state: tuple[Any, ...]) -> LexicalIndex:
@@ -176,12 +231,14 @@ class KnowledgeBase:
         self.refresh()
         vector = np.asarray(self._embeddings.embed_query(query), dtype=np.float32)
         dense = self._dense(vector)
-        lexical = self._lexical.search(query, CANDIDATES) if self._lexical else []
-        fused = reciprocal_rank_fusion([list(dense), lexical], [DENSE_WEIGHT, LEXICAL_WEIGHT])
+        lexical = self._lexical.search(query, CANDIDATES) if self._lexical else {}
+        # Lexical candidates the dense list missed need their cosine similarity before fusing: one `get`.
+        # Rows deleted since BM25 was built are not found and drop out.
+        rows = {**dense, **self._fetch([chunk_id for chunk_id in lexical if chunk_id not in dense], vector)}
+        lexical = {chunk_id: score for chunk_id, score in lexical.items() if chunk_id in rows}
+        fused = convex_fusion(lexical, {chunk_id: row.similarity for chunk_id, row in rows.items()})
         reranker = self.settings.reranker_model
         pool = fused[: max(k, RERANK_DEPTH) if reranker else k]
-        rows = {**dense, **self._fetch([chunk_id for chunk_id in pool if chunk_id not in dense], vector)}
-        pool = [chunk_id for chunk_id in pool if chunk_id in rows]  # rows deleted since BM25 was built drop out
         if reranker:
             pool = [pool[i] for i in rerank(reranker, query, [self._indexed(rows[c]) for c in pool])]
         return [self._hit(rank, rows[chunk_id]) for rank, chunk_id in enumerate(pool[:k], start=1)]
@@ -216,7 +273,8 @@ class KnowledgeBase:
         return rows
 
     def _fetch(self, ids: list[str], vector: np.ndarray) -> dict[str, _Row]:
-        """Rows that only BM25 found, with their cosine similarity computed from the stored embeddings."""
+        """Rows that only BM25 found, with their cosine similarity computed from the stored embeddings (which
+        ingestion normalised, as the query is: the same value Chroma's cosine distance gives)."""
         if not ids:
             return {}
         result = self._collection.get(ids=ids, include=["documents", "metadatas", "embeddings"])

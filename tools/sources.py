@@ -12,6 +12,7 @@ from typing import Any
 from typing_extensions import TypedDict
 
 from tools.documents import SearchHit
+from tools.text import content_words
 
 PUBLIC_FIELDS = ("n", "title", "url", "snippet")
 
@@ -26,6 +27,30 @@ class PublicSource(TypedDict):
 class Source(PublicSource):
     score: float
     text: str
+
+
+NEAR_MISS = 0.10  # a hit this far below the threshold still counts when it contains the question's words
+COVERAGE = 0.6  # … this share of them
+
+
+def coverage(query: str, text: str) -> float:
+    """The share of the question's content words that occur in `text` (case-insensitive, whole words)."""
+    asked = content_words(query)
+    return len(asked & content_words(text)) / len(asked) if asked else 0.0
+
+
+def worth_showing(hits: Iterable[SearchHit], threshold: float, query: str = "") -> list[SearchHit]:
+    """The hits the agent answers from; none means "the documentation has nothing on this" (a person is offered).
+
+    Two kinds of evidence: the fused score, and — for a hit just under the threshold — whether it contains most
+    of the question's words ("change the port" on the page that documents `PORT`). One rule, shared by the
+    agent and bench/relevance_eval.py."""
+    return [
+        hit
+        for hit in hits
+        if hit.score >= threshold
+        or (query and hit.score >= threshold - NEAR_MISS and coverage(query, f"{hit.title} {hit.text}") >= COVERAGE)
+    ]
 
 
 def page_of(url: str) -> str:
