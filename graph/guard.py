@@ -25,7 +25,7 @@ _CLAIM_VERB = re.compile(
     r"escalated|forwarded|assigned|contacted)\b|#\s?\d{3,}|\bticket (number|id|#)",
     re.IGNORECASE,
 )
-CORRECTION = "(No ticket has been opened. If you'd like a person to help, choose “Escalate to human”.)"
+CORRECTION = "(No ticket has been opened. If you'd like a person to help, choose “Talk to a person”.)"
 
 
 def asks_for_person(message: str) -> bool:

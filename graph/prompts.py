@@ -33,7 +33,7 @@ SYSTEM = f"{RULES}\n\n{EXAMPLE}"
 
 FALLBACK = (
     "Sorry — I can't reach the answering service right now. You can try again in a moment, "
-    "or choose “Escalate to human” and a person from our support team will pick up this conversation."
+    "or choose “Talk to a person” and a person from our support team will pick up this conversation."
 )
 MAX_HISTORY_CHARS = 6000  # earlier turns beyond this are left out of the prompt (never out of storage)
 

@@ -1,6 +1,6 @@
 """Support tickets, durable in Redis (no expiry): what a human picks up when the bot cannot help.
 
-One open ticket per session: a later escalation, or a second click on "Escalate to human", updates that ticket
+One open ticket per session: a later escalation, or a second click on "Talk to a person", updates that ticket
 with the newer transcript instead of opening another, so support leads are not flooded. The per-session
 pointer is claimed with SET NX, so concurrent requests still make exactly one ticket.
 

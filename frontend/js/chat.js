@@ -1,9 +1,12 @@
 // The chat controller: sends messages, streams answers into their bubbles, keeps the session across
-// reloads, escalates to a person. Used by the chat page and (in an iframe, compact mode) by the widget.
+// reloads, escalates to a person (also when the customer accepts the bot's offer of one). Used by the chat page
+// and (in an iframe, compact mode) by the widget.
 import { ApiError, createTicket, deleteSession, getHistory, sendFeedback, streamChat } from "./api.js";
 import { AnswerView, noticeItem, userBubble } from "./message-view.js";
 
 const SESSION_KEY = "support-chat.session-id";
+/** What the offer's "Yes" button sends (with `escalate: true`), so the transcript reads as a reply. */
+export const ACCEPT_OFFER_TEXT = "Yes, please connect me to a person";
 
 export class Chat {
   /** `els`: {log, messages, welcome, announcer, form, input, send, stop} */
@@ -12,9 +15,12 @@ export class Chat {
     this.sessionId = readSession();
     this.controller = null;
     this.latest = null;
+    this.offerView = null; // the answer whose offer of a person is showing (it holds for the next message only)
     this.handlers = {
       onFeedback: (id, rating, comment) => sendFeedback(id, rating, comment),
       onRegenerate: (view) => this.ask(view.question, view),
+      onAcceptOffer: (view) => this.acceptOffer(view),
+      onDeclineOffer: (view) => this.declineOffer(view),
     };
     els.log.addEventListener("grew", () => this.followBottom());
   }
@@ -35,7 +41,8 @@ export class Chat {
       return;
     }
     let question = "";
-    for (const item of history?.messages || []) {
+    const messages = history?.messages || [];
+    for (const [index, item] of messages.entries()) {
       const content = typeof item.content === "string" ? item.content : "";
       if (item.role === "user") {
         question = content;
@@ -43,7 +50,11 @@ export class Chat {
       } else if (item.role === "assistant") {
         const view = this.newAnswer(question);
         view.setSources(item.sources || []);
-        view.finish(item.message_id, { text: content, interrupted: item.interrupted, refused: item.refused });
+        // An offer of a person holds for the next message only: only the conversation's last reply shows it.
+        const offered = index === messages.length - 1 ? item.offered : null;
+        const { interrupted, refused } = item;
+        view.finish(item.message_id, { text: content, interrupted, refused, offered });
+        if (view.offering) this.offerView = view;
       }
       if (item.ticket_id) this.showTicket(item.ticket_id);
     }
@@ -54,6 +65,7 @@ export class Chat {
   async ask(question, view = null, { escalate = false } = {}) {
     const text = question.trim();
     if (!text || this.streaming) return;
+    this.dismissOffer(); // any message answers the offer: a "yes" the server accepts, anything else ends it
     if (!view) {
       this.appendItem(userBubble(text));
       view = this.newAnswer(text);
@@ -65,7 +77,9 @@ export class Chat {
     try {
       const stream = streamChat({ message: text, sessionId: this.sessionId, escalate, signal: this.controller.signal });
       for await (const { event, data } of stream) this.onEvent(event, data, view);
-      this.announce(view.plainText ? `Answer: ${view.plainText}` : "The answer is empty.");
+      if (view.offering) this.offerView = view;
+      const offerHint = view.offering ? " Below it, a button connects you to a person." : "";
+      this.announce(view.plainText ? `Answer: ${view.plainText}${offerHint}` : "The answer is empty.");
     } catch (error) {
       if (error.name === "AbortError") {
         view.markStopped();
@@ -94,6 +108,9 @@ export class Chat {
       case "token":
         view.appendToken(data.text ?? "");
         break;
+      case "offer": // the reply asks whether to pass the conversation to a person: a button to accept
+        view.setOffer(data.reason);
+        break;
       case "escalated":
         this.showTicket(data.ticket_id, data.reason);
         break;
@@ -110,6 +127,7 @@ export class Chat {
 
   /** A refused message (e.g. too long) goes back into the message box, and its bubbles go away. */
   editAgain(text, view) {
+    if (this.offerView === view) this.offerView = null;
     view.item.previousElementSibling?.remove();
     view.item.remove();
     if (this.latest === view) this.latest = null;
@@ -117,6 +135,28 @@ export class Chat {
     this.els.input.value = text;
     this.els.input.dispatchEvent(new Event("input"));
     this.els.input.focus();
+  }
+
+  /**
+   * "Yes, connect me to a person": the reply to the offer, sent as a message with `escalate` like the dialog's
+   * first message, so the transcript reads naturally; the `escalated` event then shows the ticket.
+   */
+  async acceptOffer(view) {
+    if (this.streaming || view !== this.offerView) return;
+    this.els.input?.focus(); // the button goes away: keep the keyboard in the conversation
+    await this.ask(ACCEPT_OFFER_TEXT, null, { escalate: true });
+  }
+
+  /** "No, thanks": the buttons go away; nothing is sent (the offer lapses with the next message anyway). */
+  declineOffer(view) {
+    if (view !== this.offerView) return;
+    this.dismissOffer();
+    this.els.input?.focus();
+  }
+
+  dismissOffer() {
+    this.offerView?.showOffer(false);
+    this.offerView = null;
   }
 
   stop() {
@@ -131,6 +171,7 @@ export class Chat {
     this.els.messages.replaceChildren();
     this.els.welcome.hidden = false;
     this.latest = null;
+    this.offerView = null;
     this.announce("New conversation started.");
     if (old) deleteSession(old).catch(() => {});
   }
@@ -147,6 +188,7 @@ export class Chat {
       if (!this.sessionId) throw new ApiError("network", "Could not start the conversation.");
     }
     const ticket = await createTicket({ sessionId: this.sessionId, reason, contactEmail: email });
+    this.dismissOffer(); // a person is on the way: nothing left to offer
     this.showTicket(ticket.ticket_id, reason, email);
     return ticket;
   }

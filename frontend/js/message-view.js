@@ -4,7 +4,8 @@
 // An answer is `li.msg.bot` (classes `streaming` while it streams, `interrupted`, `refused`) holding
 // `.bubble > .md` (the rendered Markdown of the answer text and nothing else), `.bubble > .interrupted-label`,
 // `.bubble > .alert` (a failed request, with Retry), then outside the bubble `.model-notice` (the server's
-// `error` notice), `.sources` and `.msg-actions`.
+// `error` notice), `.offer` (the buttons that accept or decline the server's offer of a person; class
+// `offering` on the item while they show), `.sources` and `.msg-actions`.
 import { renderMarkdown, safeUrl } from "./render.js";
 
 function el(tag, className, text) {
@@ -61,7 +62,8 @@ export function noticeItem(title, detail, className = "notice") {
 }
 
 /**
- * One answer bubble. `handlers` = {onFeedback(messageId, rating, comment), onRegenerate(view)}.
+ * One answer bubble. `handlers` = {onFeedback(messageId, rating, comment), onRegenerate(view),
+ * onAcceptOffer(view), onDeclineOffer(view)}.
  * Text is re-rendered (Markdown, sanitised) at most once per animation frame while tokens stream in; at the
  * end `finish(…, {text})` replaces it with the server's final text.
  */
@@ -72,6 +74,7 @@ export class AnswerView {
     this.text = "";
     this.sources = [];
     this.messageId = null;
+    this.offered = null; // the reason of the server's `offer` event for this answer, until the answer is reset
     this.frame = 0;
     this.item = el("li", "msg bot");
     this.item.append(el("span", "visually-hidden", "Assistant said: "));
@@ -88,11 +91,26 @@ export class AnswerView {
     this.modelNotice = el("p", "model-notice");
     this.modelNotice.setAttribute("role", "status");
     this.modelNotice.hidden = true;
+    this.offerBox = this.buildOffer();
+    this.offerBox.hidden = true;
     this.sourcesBox = el("section", "sources");
     this.sourcesBox.hidden = true;
     this.actions = this.buildActions();
     this.actions.hidden = true;
-    this.item.append(this.bubble, this.modelNotice, this.sourcesBox, this.actions);
+    this.item.append(this.bubble, this.modelNotice, this.offerBox, this.sourcesBox, this.actions);
+  }
+
+  /** The answer's question "Would you like me to pass this conversation to a person?" as one click. */
+  buildOffer() {
+    const box = el("div", "offer");
+    box.setAttribute("role", "group");
+    box.setAttribute("aria-label", "Pass this conversation to a person?");
+    this.acceptButton = button("Yes, connect me to a person", "primary small offer-accept", () =>
+      this.handlers.onAcceptOffer?.(this),
+    );
+    this.declineButton = button("No, thanks", "ghost small offer-decline", () => this.handlers.onDeclineOffer?.(this));
+    box.append(this.acceptButton, this.declineButton);
+    return box;
   }
 
   buildActions() {
@@ -154,6 +172,8 @@ export class AnswerView {
     this.text = "";
     this.sources = [];
     this.messageId = null;
+    this.offered = null;
+    this.showOffer(false);
     this.body.replaceChildren();
     this.sourcesBox.hidden = true;
     this.actions.hidden = true;
@@ -232,11 +252,27 @@ export class AnswerView {
     this.modelNotice.hidden = false;
   }
 
+  /** The server offered a person (`offer` event): the buttons show once the answer is complete. */
+  setOffer(reason) {
+    this.offered = reason || "offered";
+  }
+
+  showOffer(on) {
+    this.offerBox.hidden = !on;
+    this.item.classList.toggle("offering", on);
+  }
+
+  /** Are the offer's buttons showing? */
+  get offering() {
+    return !this.offerBox.hidden;
+  }
+
   /**
    * The answer is complete. `text`, when given (the `done` event's text, or a stored message), is the one
-   * truth: it replaces whatever streamed. Without it (an older server) the streamed text stays.
+   * truth: it replaces whatever streamed. Without it (an older server) the streamed text stays. `offered` (a
+   * reason) shows the buttons that accept the offer of a person; by default the `offer` event's reason.
    */
-  finish(messageId, { text, interrupted = false, refused = false } = {}) {
+  finish(messageId, { text, interrupted = false, refused = false, offered = this.offered } = {}) {
     this.setSearching(false);
     if (typeof text === "string") this.text = text;
     this.flush();
@@ -244,6 +280,8 @@ export class AnswerView {
     this.item.classList.remove("streaming");
     this.item.classList.toggle("refused", Boolean(refused));
     this.setInterrupted(Boolean(interrupted));
+    this.offered = offered || null;
+    this.showOffer(Boolean(this.offered) && !interrupted);
     this.actions.hidden = false;
     this.up.disabled = this.down.disabled = !this.messageId;
   }
