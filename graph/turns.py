@@ -20,7 +20,7 @@ from langgraph.graph.state import CompiledStateGraph
 
 from graph.configuration import Context
 from graph.nodes import new_message_id
-from graph.transcript import text_of, transcript
+from graph.transcript import last_question, text_of, transcript
 from tools.sources import PublicSource, best_score, public
 
 
@@ -120,27 +120,20 @@ class Turn:
         messages = state.get("messages") or []
         reply = messages[-1] if self._replied(state) else None
         meta = (reply.response_metadata or {}) if reply is not None else {}
-        question = next((text_of(m) for m in reversed(messages) if isinstance(m, HumanMessage)), "")
-        if meta.get("refused"):
-            outcome = "refused"
-        elif state.get("ticket_id"):
-            outcome = "escalated"
-        elif state.get("offered"):
-            outcome = "offered"
-        elif meta.get("small_talk"):
-            outcome = "small_talk"
-        elif meta.get("ticket_limited"):
-            outcome = "ticket_limited"
-        elif meta.get("interrupted"):
-            outcome = "interrupted"
-        elif state.get("failed"):
-            outcome = "failed"
-        else:
-            outcome = "answered"
+        signs = {
+            "refused": meta.get("refused"),
+            "escalated": state.get("ticket_id"),
+            "offered": state.get("offered"),
+            "small_talk": meta.get("small_talk"),
+            "ticket_limited": meta.get("ticket_limited"),
+            "interrupted": meta.get("interrupted"),
+            "failed": state.get("failed"),
+        }
+        outcome = next((name for name, sign in signs.items() if sign), "answered")  # the first sign decides
         return TurnResult(
             session_id=self.session_id,
             message_id=reply.id if reply is not None else None,
-            question=question,
+            question=last_question(messages),
             answer=text_of(reply) if reply is not None else "",
             outcome=outcome,
             sources=meta.get("sources") or [],
