@@ -46,6 +46,7 @@ if str(ROOT) not in sys.path:
 from app_process import run_app  # noqa: E402  (bench/app_process.py)
 from eval_retrieval import index_corpus, load_eval, write_corpus  # noqa: E402  (bench/eval_retrieval.py)
 
+from launcher.models import ensure_local_model  # noqa: E402
 from launcher.services import free_port, start_chroma, start_llm, start_redis  # noqa: E402
 from settings import Settings  # noqa: E402
 from tools.text import content_words  # noqa: E402
@@ -180,9 +181,9 @@ def main() -> None:
         llm_url = args.llm_url
         model_name = "given by --llm-url"
         if not llm_url:
-            model_path = settings.gguf_path
+            model_path = ensure_local_model(settings)  # a split preset (Qwen) is assembled and checked first
             model_name = model_path.name
-            llm = start_llm(model_path, free_port(), work)
+            llm = start_llm(model_path, free_port(), work, alias=settings.llm_model)
             stack.callback(llm.stop)
             llm_url = llm.url
         collection = "answer-eval"

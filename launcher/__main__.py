@@ -1,8 +1,8 @@
 """One command runs the product: `python -m launcher` (the README's `./run` calls it).
 
 Starts what is not configured — Redis (embedded Valkey) unless REDIS_URL is set, the local LLM server unless
-LLM_BASE_URL is set, a Chroma server unless CHROMA_URL is set — indexes docs/ into the knowledge base, then
-serves the app. Ctrl-C stops every child process.
+LLM_BASE_URL is set (on LOCAL_MODEL, Qwen2.5-Coder-1.5B unless set: launcher/models.py), a Chroma server unless
+CHROMA_URL is set — indexes docs/ into the knowledge base, then serves the app. Ctrl-C stops every child process.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import sys
 from contextlib import ExitStack
 from pathlib import Path
 
+from launcher.models import ensure_local_model, launcher_settings
 from launcher.services import PortTakenError, Service, ensure_port_free, start_chroma, start_llm, start_redis
-from settings import get_settings
+from settings import LocalModelError, get_settings
 
 log = logging.getLogger("launcher")
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,21 +32,23 @@ def main() -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per Chroma call otherwise
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
-    settings = get_settings()
+    settings = launcher_settings()
     logs = settings.data_dir / "logs"
+    local_llm = "llm_base_url" not in settings.model_fields_set
     with ExitStack() as stack:
         try:
             ensure_port_free(settings.port, "app", "PORT")
+            gguf = ensure_local_model(settings) if local_llm else None  # before anything starts
             if settings.redis_url is None:
                 redis = start_redis(settings.data_dir / "redis", settings.local_redis_port, logs)
                 os.environ["REDIS_URL"] = _start(stack, redis)
-            if "llm_base_url" not in settings.model_fields_set:
-                llm = start_llm(settings.gguf_path, settings.local_llm_port, logs, alias=settings.llm_model)
+            if gguf is not None:
+                llm = start_llm(gguf, settings.local_llm_port, logs, alias=settings.llm_model)
                 os.environ["LLM_BASE_URL"] = _start(stack, llm)
             if settings.chroma_url is None:
                 chroma = start_chroma(settings.chroma_dir, settings.local_chroma_port, logs)
                 os.environ["CHROMA_URL"] = _start(stack, chroma)
-        except PortTakenError as error:
+        except (PortTakenError, LocalModelError) as error:
             log.error("%s", error)
             return 1
         get_settings.cache_clear()

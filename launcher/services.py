@@ -18,6 +18,8 @@ from pathlib import Path
 
 import httpx
 
+from settings import LOCAL_N_CTX
+
 
 class PortTakenError(RuntimeError):
     """A service's port is already in use by something else."""
@@ -70,11 +72,15 @@ def ensure_port_free(port: int, what: str, variable: str) -> None:
         )
 
 
-def _spawn(name: str, args: list[str], log_dir: Path) -> tuple[subprocess.Popen[bytes], Path]:
+def _spawn(
+    name: str, args: list[str], log_dir: Path, unset: tuple[str, ...] = ()
+) -> tuple[subprocess.Popen[bytes], Path]:
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
     log = log_path.open("ab")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "ANONYMIZED_TELEMETRY": "False"}
+    for variable in unset:
+        env.pop(variable, None)
     # A new session so that Ctrl-C in the launcher's terminal reaches the launcher only; it stops children.
     process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     return process, log_path
@@ -143,8 +149,9 @@ def start_redis(data_dir: Path, port: int, log_dir: Path, prefer: str = "valkey"
     return wait_ready(service, ready, 20)
 
 
-def start_llm(model_path: Path, port: int, log_dir: Path, alias: str = "smollm2", n_ctx: int = 4096) -> Service:
-    """llama.cpp's OpenAI-compatible server with the defaults that bite here fixed (see docs)."""
+def start_llm(model_path: Path, port: int, log_dir: Path, alias: str = "smollm2", n_ctx: int = LOCAL_N_CTX) -> Service:
+    """llama.cpp's OpenAI-compatible server with the defaults that bite here fixed (see docs), for any preset. The
+    chat template comes from the GGUF's metadata (ChatML for Qwen, SmolLM2's own)."""
     ensure_port_free(port, "local LLM server", "LOCAL_LLM_PORT")
     args = [
         sys.executable,
@@ -169,7 +176,8 @@ def start_llm(model_path: Path, port: int, log_dir: Path, alias: str = "smollm2"
         "--model_alias",
         alias,
     ]
-    process, log_path = _spawn(f"llm-{port}", args, log_dir)
+    # llama_cpp.server lets HOST and PORT from the environment override --host/--port: the app's PORT would move it.
+    process, log_path = _spawn(f"llm-{port}", args, log_dir, unset=("HOST", "PORT", "CONFIG_FILE"))
     service = Service("llm", f"http://127.0.0.1:{port}/v1", process, log_path)
     return wait_ready(service, lambda: httpx.get(f"{service.url}/models", timeout=1).status_code == 200, 120)
 
