@@ -6,13 +6,18 @@ Each is started once per test session on a free port and stopped at the end; not
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from launcher.services import Service, free_port, start_chroma, start_llm, start_redis
 from settings import Settings
+
+if TYPE_CHECKING:
+    from helpers.app_process import AppProcess
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -66,37 +71,67 @@ def settings(tmp_path: Path, chroma_service: Service, redis_service: Service, ll
 
 
 API_ADMIN_TOKEN = "test-admin-token"
+NO_RATE_LIMITS = {
+    "RATE_LIMIT_IP": "100000/minute",
+    "RATE_LIMIT_SESSION": "100000/minute",
+    "RATE_LIMIT_TICKETS_IP": "100000/minute",
+    "RATE_LIMIT_TICKETS_SESSION": "100000/minute",
+}
+
+
+@pytest.fixture(scope="session")
+def start_app(
+    tmp_path_factory: pytest.TempPathFactory, chroma_service: Service, redis_service: Service
+) -> Callable[[str, str, dict[str, str]], AbstractContextManager[AppProcess]]:
+    """`with start_app(name, kb_prefix, env) as app:` the real app (uvicorn subprocess, tests/helpers/app_process.py)
+    on the session's Redis and Chroma, over the small seeded knowledge base (a fresh collection `<kb_prefix>-…`),
+    rate limits out of the way, with `env` added (LLM_BASE_URL among them); `app.env` is its whole env."""
+    from helpers.app_process import run_app, seed_knowledge_base
+
+    @contextmanager
+    def start(name: str, kb_prefix: str, env: dict[str, str]) -> Iterator[AppProcess]:
+        work = tmp_path_factory.mktemp(name)
+        full_env = {
+            "CHROMA_URL": chroma_service.url,
+            "REDIS_URL": redis_service.url,
+            "KB_COLLECTION": f"{kb_prefix}-{work.name}"[-60:],
+            **NO_RATE_LIMITS,
+            **env,
+        }
+        settings = Settings(
+            _env_file=None,  # type: ignore[call-arg]
+            data_dir=work / "data",
+            chroma_url=chroma_service.url,
+            kb_collection=full_env["KB_COLLECTION"],
+        )
+        seed_knowledge_base(settings)
+        with run_app(work, full_env) as app:
+            app.env = full_env  # type: ignore[attr-defined]
+            yield app
+
+    return start
 
 
 @pytest.fixture(scope="session")
 def app_server(
-    tmp_path_factory: pytest.TempPathFactory, chroma_service: Service, redis_service: Service, llm_service: Service
+    start_app: Callable[[str, str, dict[str, str]], AbstractContextManager[AppProcess]], llm_service: Service
 ) -> Iterator[object]:
     """The real app (uvicorn subprocess) on the real services, over a small seeded knowledge base.
     Rate limits are raised here; tests of the limits start their own instance (tests/helpers/app_process.py)."""
-    from helpers.app_process import run_app, seed_knowledge_base
-
-    work = tmp_path_factory.mktemp("app")
     env = {
-        "CHROMA_URL": chroma_service.url,
-        "REDIS_URL": redis_service.url,
         "LLM_BASE_URL": llm_service.url,
         "LLM_TEMPERATURE": "0",
         "LLM_MAX_TOKENS": "200",  # long enough for the browser test to press Stop mid-answer
-        "KB_COLLECTION": f"api-{work.name}"[-60:],
         "ADMIN_TOKEN": API_ADMIN_TOKEN,
-        "RATE_LIMIT_IP": "100000/minute",
-        "RATE_LIMIT_SESSION": "100000/minute",
-        "RATE_LIMIT_TICKETS_IP": "100000/minute",
-        "RATE_LIMIT_TICKETS_SESSION": "100000/minute",
     }
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        data_dir=work / "data",
-        chroma_url=chroma_service.url,
-        kb_collection=env["KB_COLLECTION"],
-    )
-    seed_knowledge_base(settings)
-    with run_app(work, env) as app:
-        app.env = env  # type: ignore[attr-defined]
+    with start_app("app", "api", env) as app:
         yield app
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless Chromium for one test module (tests/helpers/browser.py); skips the test without Playwright."""
+    from helpers.browser import launch_chromium
+
+    with launch_chromium() as chromium:
+        yield chromium

@@ -5,27 +5,25 @@ Redis, LLM (SmolLM2 through llama.cpp) and Chroma servers, over a small help-cen
 this module adds one document carrying script-injection payloads. Assertions are about structure and behaviour,
 never about the tiny model's wording. Screenshots land in test-artifacts/ (git-ignored).
 
-Under the page's CSP `page.wait_for_function("…")` needs eval and throws, so waits poll `page.evaluate()`.
+Chromium, the page, the waits and typing come from tests/helpers/browser.py (waits poll `page.evaluate()`: the
+page's CSP forbids `page.wait_for_function`).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 
+from helpers import browser as web
 from helpers.app_process import seed_knowledge_base
+from helpers.browser import needs_chromium, open_page, screenshot, send, session_id, wait_ready
 from settings import Settings
 from tools.documents import Chunk
 
-playwright_api = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("playwright.sync_api")
 
-ROOT = Path(__file__).resolve().parents[1]
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = Path("/usr/bin/chromium")
 DOCS_BASE_URL = "https://help.example.com/"  # where tests/helpers/app_process.py's help-centre chunks live
 XSS_IMG = "<img src=x onerror=window.__xss=1>"
 XSS_SCRIPT = "<script>window.__xss=1</script>"
@@ -33,7 +31,7 @@ XSS_SCRIPT = "<script>window.__xss=1</script>"
 pytestmark = [
     pytest.mark.llm,
     pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium"),
+    needs_chromium,
 ]
 
 XSS_DOCUMENT = Chunk(
@@ -66,60 +64,19 @@ def admin_token(app_server) -> str:  # type: ignore[no-untyped-def]
     return app_server.env["ADMIN_TOKEN"]
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    with playwright_api.sync_playwright() as p:
-        chromium = p.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
-        )
-        yield chromium
-        chromium.close()
-
-
 @pytest.fixture
 def page(browser, app_url: str, request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
     """A fresh browser context (empty localStorage) on the chat page; JS errors fail the test."""
-    context = browser.new_context(viewport={"width": 1100, "height": 800})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(app_url + "/")
-    wait_ready(page)
-    yield page
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"))
-    context.close()
-    assert not errors, f"uncaught errors on the page: {errors}"
+    with open_page(browser, app_url + "/", request.node.name) as page:
+        yield page
 
 
 # ----------------------------------------------------------------------------------------------- helpers
 
 
-def poll(page, script: str, timeout: float = 120.0, interval: float = 0.1):  # type: ignore[no-untyped-def]
-    """Evaluate `script` until it returns something truthy (CSP forbids wait_for_function's eval)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = page.evaluate(script)
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for: {script}")
-
-
-def wait_ready(page) -> None:  # type: ignore[no-untyped-def]
-    poll(page, "document.documentElement.dataset.ready === 'true'", timeout=30)
-
-
-def answers(page) -> int:  # type: ignore[no-untyped-def]
-    return page.evaluate("document.querySelectorAll('.msg.bot').length")
-
-
-def send(page, text: str) -> None:  # type: ignore[no-untyped-def]
-    """Type a message and press Enter, as a person does."""
-    page.focus("#message")
-    page.keyboard.type(text)
-    page.keyboard.press("Enter")
+def poll(page, script: str, timeout: float = 120.0):  # type: ignore[no-untyped-def]
+    """tests/helpers/browser.py's poll, patient by default: the real model answers slowly."""
+    return web.poll(page, script, timeout, interval=0.1)
 
 
 def wait_answer_done(page, index: int) -> dict:  # type: ignore[no-untyped-def]
@@ -141,10 +98,6 @@ def wait_answer_done(page, index: int) -> dict:  # type: ignore[no-untyped-def]
         }};
     }})()"""
     )
-
-
-def session_id(page) -> str | None:  # type: ignore[no-untyped-def]
-    return page.evaluate("localStorage.getItem('support-chat.session-id')")
 
 
 def ask_and_sample(page, text: str, index: int) -> tuple[list[int], bool]:  # type: ignore[no-untyped-def]
@@ -197,8 +150,7 @@ def test_a_conversation_streams_cites_sources_follows_up_and_survives_reload(pag
     assert second["error"] is None and second["text"].strip()
     assert session_id(page) == session, "the follow-up stays in the same session"
 
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "chat-desktop.png"))
+    screenshot(page, "chat-desktop.png")
     page.reload()
     wait_ready(page)
     restored = page.evaluate(
@@ -274,13 +226,12 @@ def test_keyboard_only_send_and_escalation_reach_the_console(page, app_url: str,
     lead.fill("#update-note", "Refund re-sent.")
     lead.click(".update button[type=submit]")
     poll(lead, "document.querySelector('.notes')?.innerText.includes('Refund re-sent.')", timeout=30)
-    ARTIFACTS.mkdir(exist_ok=True)
-    lead.screenshot(path=str(ARTIFACTS / "console.png"))
+    screenshot(lead, "console.png")
 
     lead.click("#tab-review")  # the escalation is in the review queue, its question among the unanswered
     poll(lead, "!!document.querySelector('#review-list')?.innerText.includes('My refund has not arrived yet.')")
     poll(lead, "document.querySelectorAll('#unanswered-list li').length > 0", timeout=60)
-    lead.screenshot(path=str(ARTIFACTS / "console-review.png"))
+    screenshot(lead, "console-review.png")
     lead.close()
 
 
@@ -324,8 +275,7 @@ def test_the_chat_fits_a_375px_phone_without_horizontal_scroll(browser, app_url:
     send(page, "Can I get a refund? https://example.com/" + "very-long-path-" * 12)
     wait_answer_done(page, 0)
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "chat-mobile.png"))
+    screenshot(page, "chat-mobile.png")
     context.close()
 
 
@@ -361,8 +311,7 @@ def test_the_widget_adds_a_chat_button_that_opens_the_compact_chat(browser, app_
     frame = page.frame_locator("[data-support-chat=frame]")
     frame.locator("#message").wait_for()
     frame.locator("html.embed").wait_for(state="attached")  # set by the chat module once it has loaded
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "widget.png"))
+    screenshot(page, "widget.png")
     frame.locator("#close-widget").click()
     poll(page, "document.querySelector('[data-support-chat=frame]').style.display === 'none'", timeout=10)
     assert button.get_attribute("aria-expanded") == "false"

@@ -23,7 +23,9 @@ Page selectors (frontend/js/message-view.js):
     li.msg.bot .md a.cite           an inline [n] citation linked to source n
     [data-support-chat=button|frame]  the widget's button and iframe on a host page
 
-Under the page's CSP `page.wait_for_function("…")` needs eval and throws, so waits poll `page.evaluate()`.
+Chromium, the page, the waits, typing and the /chat recorder come from tests/helpers/browser.py (waits poll
+`page.evaluate()`: the page's CSP forbids `page.wait_for_function`); the app instance from tests/conftest.py's
+`start_app`.
 """
 
 from __future__ import annotations
@@ -38,7 +40,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from html import escape
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -46,15 +47,11 @@ import httpx
 import pytest
 import redis
 
-from helpers.app_process import run_app, seed_knowledge_base
+from helpers.browser import RECORD_CHATS, needs_chromium, open_page, parse_sse, poll, send, session_id, wait_ready
 from helpers.scripted_llm import ScriptedLLM, scripted_llm, split_chunks
 from helpers.sse import answer_text, chat_events, payload
-from settings import Settings
 from tools.redact import redact
 
-ROOT = Path(__file__).resolve().parents[1]
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = Path("/usr/bin/chromium")
 DOCS_BASE_URL = "https://help.example.com/"
 QUESTION = "How do I reset my password?"
 INSTRUCTIONS = (
@@ -66,7 +63,6 @@ RUN_WORDS = 8  # an echo is any run of this many consecutive words of the instru
 CUT_AFTER = 3  # chunks the dying model sends
 
 pytestmark = [pytest.mark.slow]
-needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")
 
 
 # ------------------------------------------------------------------------------------------------- cases
@@ -215,77 +211,21 @@ def llm() -> Iterator[ScriptedLLM]:
 
 
 @pytest.fixture(scope="module")
-def app(
-    tmp_path_factory: pytest.TempPathFactory, chroma_service, redis_service, llm: ScriptedLLM, shop: str
-) -> Iterator[App]:  # type: ignore[no-untyped-def]
+def app(start_app, llm: ScriptedLLM, shop: str) -> Iterator[App]:  # type: ignore[no-untyped-def]
     """The real app on the session's Redis and Chroma, its LLM the scripted stand-in; framable by `shop`."""
-    work = tmp_path_factory.mktemp("checks-app")
-    env = {
-        "CHROMA_URL": chroma_service.url,
-        "REDIS_URL": redis_service.url,
-        "LLM_BASE_URL": llm.url,
-        "KB_COLLECTION": f"checks-{work.name}"[-60:],
-        "ADMIN_TOKEN": "checks-admin-token",
-        "RATE_LIMIT_IP": "100000/minute",
-        "RATE_LIMIT_SESSION": "100000/minute",
-        "FRAME_ANCESTORS": f"'self' {shop}",
-    }
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        data_dir=work / "data",
-        chroma_url=chroma_service.url,
-        kb_collection=env["KB_COLLECTION"],
-    )
-    seed_knowledge_base(settings)
-    with run_app(work, env) as process:
-        yield App(process.url, redis_service.url, shop)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    with playwright_api.sync_playwright() as p:
-        chromium = p.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
-        )
-        yield chromium
-        chromium.close()
+    env = {"LLM_BASE_URL": llm.url, "ADMIN_TOKEN": "checks-admin-token", "FRAME_ANCESTORS": f"'self' {shop}"}
+    with start_app("checks-app", "checks", env) as process:
+        yield App(process.url, process.env["REDIS_URL"], shop)
 
 
 @pytest.fixture
 def page(browser, app: App, request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
     """A fresh browser context (empty localStorage) on the chat page; JS errors fail the test."""
-    context = browser.new_context(viewport={"width": 1100, "height": 800})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    console: list[str] = []
-    page.on("console", lambda m: console.append(f"{m.text} {m.location.get('url', '')}") if m.type == "error" else None)
-    page.goto(app.url + "/")
-    try:
-        wait_ready(page)
-    except AssertionError as error:
-        raise AssertionError(f"the chat page did not start: {errors} {console}") from error
-    yield page
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"))
-    context.close()
-    assert not errors, f"uncaught errors on the page: {errors}"
+    with open_page(browser, app.url + "/", request.node.name) as page:
+        yield page
 
 
 # ----------------------------------------------------------------------------------------------- helpers
-
-
-def poll(page, script: str, timeout: float = 60.0, interval: float = 0.05):  # type: ignore[no-untyped-def]
-    """Evaluate `script` until it returns something truthy (CSP forbids wait_for_function's eval)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = page.evaluate(script)
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for: {script}")
 
 
 def playwright_error() -> type[Exception]:
@@ -294,19 +234,9 @@ def playwright_error() -> type[Exception]:
     return Error
 
 
-def wait_ready(page) -> None:  # type: ignore[no-untyped-def]
-    poll(page, "document.documentElement.dataset.ready === 'true'", timeout=30)
-
-
-def send(page, text: str) -> None:  # type: ignore[no-untyped-def]
-    page.focus("#message")
-    page.keyboard.type(text)
-    page.keyboard.press("Enter")
-
-
-# Records, after every DOM change, the page's whole text, each answer body's innerText and every link's host;
-# and keeps a copy of each /chat response body (fetch is wrapped, the page reads its own copy as usual).
-INSTRUMENT = """(() => {
+# Records, after every DOM change, the page's whole text, each answer body's innerText and every link's host
+# (with RECORD_CHATS, run on the loaded page, keeping a copy of each /chat stream).
+OBSERVE_DOM = """(() => {
     window.__seen = [];
     const record = () => window.__seen.push({
         text: document.body.textContent,
@@ -316,25 +246,6 @@ INSTRUMENT = """(() => {
     window.__observer = new MutationObserver(record);
     window.__observer.observe(document.body,
         { subtree: true, childList: true, characterData: true, attributes: true });
-    window.__streams = [];
-    const fetch = window.fetch;
-    window.fetch = async (...args) => {
-        const response = await fetch(...args);
-        if (!String(args[0]).endsWith('/chat') || !response.body) return response;
-        const [mine, theirs] = response.body.tee();
-        const copy = { text: '', ended: false };
-        window.__streams.push(copy);
-        (async () => {
-            const reader = mine.pipeThrough(new TextDecoderStream()).getReader();
-            for (;;) {
-                const { value, done } = await reader.read();
-                if (done) break;
-                copy.text += value;
-            }
-            copy.ended = true;
-        })().catch(() => { copy.ended = true; });
-        return new Response(theirs, { status: response.status, headers: response.headers });
-    };
 })()"""
 
 ANSWER_DONE = (
@@ -356,25 +267,6 @@ SHOWN = """(() => {
         links: [...a.querySelectorAll('.md a[href]')].map((l) => ({ text: l.textContent, host: l.host })),
     };
 })()"""
-
-
-def parse_sse(raw: str) -> list[tuple[str, dict[str, Any]]]:
-    """The events of a text/event-stream body (as sse-starlette writes it)."""
-    events = []
-    for block in raw.replace("\r\n", "\n").replace("\r", "\n").split("\n\n"):
-        name, data = "message", []
-        for line in block.split("\n"):
-            if line.startswith(":") or not line:
-                continue
-            field, _, value = line.partition(":")
-            value = value[1:] if value.startswith(" ") else value
-            if field == "event":
-                name = value
-            elif field == "data":
-                data.append(value)
-        if data:
-            events.append((name, json.loads("\n".join(data))))
-    return events
 
 
 def rendered_text(page, markdown: str, sources: list[dict[str, Any]]) -> str:  # type: ignore[no-untyped-def]
@@ -484,15 +376,16 @@ def test_in_the_browser_the_page_shows_what_is_kept_and_never_what_is_withheld(
     """In Chromium: no forbidden text in the DOM at any moment; at the end the answer bubble shows done.text
     (rendered), which is the stored and the logged answer; an interrupted answer is labelled as such, with the
     error notice apart from the bubble; a reload restores the answer the same way."""
-    page.evaluate(INSTRUMENT)
+    page.evaluate(OBSERVE_DOM)
+    page.evaluate(RECORD_CHATS)
     llm.script(case.reply, die_after_chunks=case.die_after_chunks)
     send(page, QUESTION)
     poll(page, ANSWER_DONE)
-    poll(page, "window.__streams.length === 1 && window.__streams[0].ended", timeout=10)
+    poll(page, "window.__chats.length === 1 && window.__chats[0].ended", timeout=10)
     page.evaluate("window.__observer.disconnect()")
     shown = page.evaluate(SHOWN)
     seen = page.evaluate("window.__seen")
-    events = parse_sse(page.evaluate("window.__streams[0].text"))
+    events = parse_sse(page.evaluate("window.__chats[0].text"))
 
     assert len(seen) > 1, "the DOM was observed while the answer streamed"
     assert_never_shown(case, [s["text"] for s in seen] + [b for s in seen for b in s["bodies"]])
@@ -525,9 +418,9 @@ def test_in_the_browser_the_page_shows_what_is_kept_and_never_what_is_withheld(
     else:
         assert shown["notice"] is None, shown
 
-    session_id = page.evaluate("localStorage.getItem('support-chat.session-id')")
-    assert session_id == payload(events, "session")["session_id"]
-    check_stored_and_logged(app, session_id, done, case)
+    session = session_id(page)
+    assert session == payload(events, "session")["session_id"]
+    check_stored_and_logged(app, session, done, case)
 
     page.reload()
     wait_ready(page)

@@ -20,29 +20,26 @@ Page selectors (frontend/js/message-view.js):
     li.msg.bot .offer               the offer's buttons, under the bubble: .offer-accept, .offer-decline
     li.msg.ticket[data-ticket]      the confirmation that a ticket was opened
 
-Under the page's CSP `page.wait_for_function("…")` needs eval and throws, so waits poll `page.evaluate()`.
+Chromium, the page, the waits, typing and the /chat recorder come from tests/helpers/browser.py (waits poll
+`page.evaluate()`: the page's CSP forbids `page.wait_for_function`); the app instance from tests/conftest.py's
+`start_app`.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import redis
 
-from helpers.app_process import run_app, seed_knowledge_base
+from helpers import browser as web
+from helpers.browser import RECORD_CHATS, needs_chromium, open_page, parse_sse, poll, screenshot, send, wait_ready
 from helpers.scripted_llm import ScriptedLLM, scripted_llm
-from settings import Settings
 
-ROOT = Path(__file__).resolve().parents[1]
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = Path("/usr/bin/chromium")
 ADMIN_TOKEN = "offer-admin-token"
 UNCOVERED = "What is the boiling point of tungsten in kelvin?"  # nothing in the seeded help centre
 COVERED = "How do I reset my password?"
@@ -54,7 +51,7 @@ NOT_CALLED = "The scripted model was called although it should not have been."
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium"),
+    needs_chromium,
 ]
 
 
@@ -74,85 +71,20 @@ def llm() -> Iterator[ScriptedLLM]:
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory, chroma_service, redis_service, llm: ScriptedLLM) -> Iterator[App]:  # type: ignore[no-untyped-def]
+def app(start_app, llm: ScriptedLLM) -> Iterator[App]:  # type: ignore[no-untyped-def]
     """The real app on the session's Redis and Chroma, its LLM the scripted stand-in. Offers are the default
     (AUTO_ESCALATE off, set explicitly); rate limits, ticket limits included, are out of the way."""
-    work = tmp_path_factory.mktemp("offer-app")
-    env = {
-        "CHROMA_URL": chroma_service.url,
-        "REDIS_URL": redis_service.url,
-        "LLM_BASE_URL": llm.url,
-        "KB_COLLECTION": f"offer-{work.name}"[-60:],
-        "ADMIN_TOKEN": ADMIN_TOKEN,
-        "AUTO_ESCALATE": "false",
-        "RATE_LIMIT_IP": "100000/minute",
-        "RATE_LIMIT_SESSION": "100000/minute",
-        "RATE_LIMIT_TICKETS_IP": "100000/minute",
-        "RATE_LIMIT_TICKETS_SESSION": "100000/minute",
-    }
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        data_dir=work / "data",
-        chroma_url=chroma_service.url,
-        kb_collection=env["KB_COLLECTION"],
-    )
-    seed_knowledge_base(settings)
-    with run_app(work, env) as process:
-        yield App(process.url, redis_service.url)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    with playwright_api.sync_playwright() as p:
-        chromium = p.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
-        )
-        yield chromium
-        chromium.close()
-
-
-# Added to every page before its own scripts (an init script, so not subject to the page's CSP): a copy of each
-# POST /chat — its body as sent and its whole event stream as received. The page reads its own copy as usual.
-RECORD_CHATS = """(() => {
-    window.__chats = [];
-    const fetch = window.fetch;
-    window.fetch = async (url, options = {}) => {
-        const response = await fetch(url, options);
-        if (!String(url).endsWith('/chat') || !response.body) return response;
-        const record = { body: JSON.parse(options.body || 'null'), text: '', ended: false };
-        window.__chats.push(record);
-        const [mine, theirs] = response.body.tee();
-        (async () => {
-            const reader = mine.pipeThrough(new TextDecoderStream()).getReader();
-            for (;;) {
-                const { value, done } = await reader.read();
-                if (done) break;
-                record.text += value;
-            }
-        })().catch(() => {}).finally(() => { record.ended = true; });
-        return new Response(theirs, { status: response.status, headers: response.headers });
-    };
-})()"""
+    env = {"LLM_BASE_URL": llm.url, "ADMIN_TOKEN": ADMIN_TOKEN, "AUTO_ESCALATE": "false"}
+    with start_app("offer-app", "offer", env) as process:
+        yield App(process.url, process.env["REDIS_URL"])
 
 
 def open_chat(browser, app: App, request: pytest.FixtureRequest, **context_options: Any) -> Iterator[Any]:  # type: ignore[no-untyped-def]
-    """A fresh browser context (empty localStorage) on the chat page, its /chat traffic recorded (per page
-    load); JS errors fail the test."""
-    context = browser.new_context(**({"viewport": {"width": 1100, "height": 800}} | context_options))
-    context.add_init_script(script=RECORD_CHATS)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(app.url + "/")
-    wait_ready(page)
-    assert page.evaluate("Array.isArray(window.__chats)"), "the recorder is installed"
-    yield page
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"))
-    context.close()
-    assert not errors, f"uncaught errors on the page: {errors}"
+    """A fresh browser context (empty localStorage) on the chat page, its /chat traffic recorded (RECORD_CHATS,
+    per page load); JS errors fail the test."""
+    with open_page(browser, app.url + "/", request.node.name, init_script=RECORD_CHATS, **context_options) as page:
+        assert page.evaluate("Array.isArray(window.__chats)"), "the recorder is installed"
+        yield page
 
 
 def bodies(page) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
@@ -180,17 +112,6 @@ def phone_chat(browser, app: App, request: pytest.FixtureRequest) -> Iterator[An
 # ----------------------------------------------------------------------------------------------- helpers
 
 
-def poll(page, script: str, timeout: float = 60.0, interval: float = 0.05):  # type: ignore[no-untyped-def]
-    """Evaluate `script` until it returns something truthy (CSP forbids wait_for_function's eval)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = page.evaluate(script)
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for: {script}")
-
-
 def until(check, timeout: float = 10.0, interval: float = 0.05):  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -198,16 +119,6 @@ def until(check, timeout: float = 10.0, interval: float = 0.05):  # type: ignore
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out waiting for {check}")
-
-
-def wait_ready(page) -> None:  # type: ignore[no-untyped-def]
-    poll(page, "document.documentElement.dataset.ready === 'true'", timeout=30)
-
-
-def send(page, text: str) -> None:  # type: ignore[no-untyped-def]
-    page.focus("#message")
-    page.keyboard.type(text)
-    page.keyboard.press("Enter")
 
 
 def wait_answer(page, count: int) -> None:  # type: ignore[no-untyped-def]
@@ -248,27 +159,8 @@ def visible_offers(page) -> int:  # type: ignore[no-untyped-def]
     return sum(1 for answer in offers(page) if answer["shown"])
 
 
-def parse_sse(raw: str) -> list[tuple[str, dict[str, Any]]]:
-    """The events of a text/event-stream body (as sse-starlette writes it)."""
-    events = []
-    for block in raw.replace("\r\n", "\n").replace("\r", "\n").split("\n\n"):
-        name, data = "message", []
-        for line in block.split("\n"):
-            if line.startswith(":") or not line:
-                continue
-            key, _, value = line.partition(":")
-            value = value[1:] if value.startswith(" ") else value
-            if key == "event":
-                name = value
-            elif key == "data":
-                data.append(value)
-        if data:
-            events.append((name, json.loads("\n".join(data))))
-    return events
-
-
 def session_id(page) -> str:  # type: ignore[no-untyped-def]
-    value = page.evaluate("localStorage.getItem('support-chat.session-id')")
+    value = web.session_id(page)
     assert value, "the page keeps the session id"
     return value
 
@@ -468,8 +360,7 @@ def test_an_unsure_model_gets_the_offer_under_its_answer_on_a_phone(phone_chat, 
         "(b) => ({ bg: getComputedStyle(b).backgroundColor, page: getComputedStyle(document.body).backgroundColor })"
     )
     assert colours["bg"] != colours["page"], f"the button stands out in dark mode: {colours}"
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "chat-offer-mobile.png"))
+    screenshot(page, "chat-offer-mobile.png")
     session = session_id(page)
     assert_no_ticket(app, session)
 

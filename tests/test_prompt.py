@@ -52,7 +52,7 @@ def test_history_counts_against_the_budget() -> None:
 
 
 def test_a_hit_just_under_the_threshold_counts_when_it_holds_the_question_s_words() -> None:
-    """"How do I change the port?" scored 0.275 against 0.30 while its page ranked first: the words decide."""
+    """ "How do I change the port?" scored 0.275 against 0.30 while its page ranked first: the words decide."""
     from tools.sources import worth_showing
 
     page = hit(1, "https://docs.example.com/config", "Change the port the app listens on with PORT.", 0.275)
