@@ -43,9 +43,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from app_process import run_app  # noqa: E402  (bench/app_process.py)
 from eval_retrieval import index_corpus, load_eval, write_corpus  # noqa: E402  (bench/eval_retrieval.py)
 
+from launcher.app_process import run_app  # noqa: E402
 from launcher.models import ensure_local_model  # noqa: E402
 from launcher.services import free_port, start_chroma, start_llm, start_redis  # noqa: E402
 from settings import Settings  # noqa: E402

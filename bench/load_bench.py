@@ -1,42 +1,64 @@
-"""Many concurrent /chat streams against ONE app process: added inter-token latency and errors.
+"""Many concurrent /chat streams against ONE app process: the delay the app adds to each token, burst TTFT, errors.
 
-    .venv/bin/python bench/load_bench.py                     # 50, 100, 200 concurrent streams
-    .venv/bin/python bench/load_bench.py --streams 50 --tokens 60
+    .venv/bin/python bench/load_bench.py                          # 50, 100, 200 streams at a 50 ms pace
+    .venv/bin/python bench/load_bench.py --streams 10 --interval-ms 25 100   # the hold-back window's own cost
 
 BENCHMARK-ONLY STAND-IN LLM: the language model is replaced by `paced_llm`, a constant-rate streaming
 OpenAI-compatible endpoint defined in this file and started by it (never used by the product or the tests),
 so the app's own overhead is measured instead of llama.cpp (one request at a time). It streams `--tokens`
-chunks `--interval-ms` apart. Real Redis (embedded Valkey or redis-server) and a real Chroma server with a
+chunks `--interval-ms` apart. Each chunk is one plain word that carries the stand-in's wall-clock send time,
+` t1733070000123456789` (`t` + time.time_ns()), with a full stop every 12 words so the answer has sentences.
+No output check touches such a word (no brackets, no URL, not a word of the system prompt, no first person),
+so it reaches the client as sent. Real Redis (embedded Valkey or redis-server) and a real Chroma server with a
 small knowledge base are started too; rate limits are raised for the run.
 
-Per level it first reads N streams straight from the stand-in (the baseline: same client, same machine), then N
-through /chat, and prints: streams completed / errors, time to first token p50/p95, the mean inter-token gap
-(paced, direct, through /chat) and the added inter-token latency vs direct (goal ≤ 10 % at 200, errors 0), and
-the app process's CPU use. The machine has 2 cores shared by the app, the stand-in, the clients, Redis and
-Chroma, so the direct baseline matters: it absorbs what the clients themselves cost.
+Per pace and level it first sends N streams at once straight to the stand-in (the baseline: the same client
+code, the same machine, the same run), then N at once through /chat, and prints:
+
+  * burst time to first token p50/p95, /chat beside direct, and their ratio at p50;
+  * per-token delay: for every word, the client's receive time minus the send time stamped in it, p50/p95,
+    /chat beside direct, and the difference (what the app adds to each token), also as a share of the pace;
+  * the hold-back: the app's output check shows a word only once the next piece has arrived (a word may be
+    cut mid-way), so each word waits for the stand-in's next chunk. Printed: the share of words that reached
+    the client only after the stand-in had sent the next chunk, and their delay counted from that next chunk
+    (the relay's cost without the hold-back window; a relay that lags by more than one interval also lands
+    here). Run with two paces (`--interval-ms 25 100`) and the script also prints how the added delay grows
+    with the pace: ~1 ms per ms means one interval per token. Measure that at a low level (e.g. `--streams
+    10`): when the one process is saturated, its backlog, not the pace, sets the delay;
+  * errors, and the CPU used by the app process and by the stand-in.
+
+The machine has 2 cores shared by the app, the stand-in, the clients, Redis and Chroma, so the direct baseline
+matters: it absorbs what the clients and the stand-in themselves cost.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
 import json
+import multiprocessing
 import os
-import statistics
+import re
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+
+STAMP = re.compile(r"\bt(\d{15,})\b")  # ` t<time.time_ns()>`: the stand-in's send time inside the token text
+SENTENCE_WORDS = 12  # a full stop after every 12th word
 
 
 # ------------------------------------------------------------------------- the benchmark-only stand-in LLM
-def paced_llm(tokens: int, interval: float):  # type: ignore[no-untyped-def]
+def paced_llm(tokens: int, pace: Any):  # type: ignore[no-untyped-def]
     """BENCHMARK ONLY: an OpenAI-compatible `/v1/chat/completions` that streams `tokens` chunks at a constant
-    pace, and `/v1/models`. Not a product component."""
+    pace (`pace.value` seconds, read per request), each a word stamped with its send time, and `/v1/models`.
+    Not a product component."""
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import JSONResponse, StreamingResponse
@@ -48,6 +70,7 @@ def paced_llm(tokens: int, interval: float):  # type: ignore[no-untyped-def]
     async def completions(request: Request) -> StreamingResponse | JSONResponse:
         body = await request.json()
         created = int(time.time())
+        interval = float(pace.value)
 
         def chunk(delta: dict, finish: str | None = None) -> str:
             choice = {"index": 0, "delta": delta, "finish_reason": finish}
@@ -77,7 +100,8 @@ def paced_llm(tokens: int, interval: float):  # type: ignore[no-untyped-def]
             start = time.perf_counter()
             for i in range(tokens):
                 await asyncio.sleep(max(0.0, start + (i + 1) * interval - time.perf_counter()))
-                yield chunk({"content": f" w{i}"})
+                stop = "." if (i + 1) % SENTENCE_WORDS == 0 else ""
+                yield chunk({"content": f" t{time.time_ns()}{stop}"})  # stamped as it is handed to the socket
             yield chunk({}, "stop")
             yield "data: [DONE]\n\n"
 
@@ -86,66 +110,109 @@ def paced_llm(tokens: int, interval: float):  # type: ignore[no-untyped-def]
     return Starlette(routes=[Route("/v1/models", models), Route("/v1/chat/completions", completions, methods=["POST"])])
 
 
-def serve_paced_llm(port: int, tokens: int, interval: float) -> None:
+def serve_paced_llm(port: int, tokens: int, pace: Any) -> None:
     import uvicorn
 
-    uvicorn.run(paced_llm(tokens, interval), host="127.0.0.1", port=port, log_level="warning")
+    uvicorn.run(paced_llm(tokens, pace), host="127.0.0.1", port=port, log_level="warning")
 
 
 # ------------------------------------------------------------------------------------------- the clients
-async def one_stream(client, index: int) -> dict:  # type: ignore[no-untyped-def]
-    """One /chat stream; the arrival time of every token."""
+class StreamError(Exception):
+    pass
+
+
+@dataclass
+class Side:
+    """How to talk to one side with the same client code: /chat (the app) or the stand-in directly."""
+
+    url: str
+    path: str
+    body: Callable[[int], dict]
+    text: Callable[[Any], str | None]  # the shown text of an SSE event (None: not a text event)
+    finished: Callable[[Any], bool]  # the event that ends a complete stream
+
+
+def chat_text(event: Any) -> str | None:
+    if event.event == "error":
+        raise StreamError(f"error event {event.data}")
+    return json.loads(event.data)["text"] if event.event == "token" else None
+
+
+def direct_text(event: Any) -> str | None:
+    if event.data == "[DONE]":
+        return None
+    choices = json.loads(event.data).get("choices") or [{}]
+    return (choices[0].get("delta") or {}).get("content") or None
+
+
+def chat_side(url: str) -> Side:
+    return Side(
+        url,
+        "/chat",
+        lambda i: {"message": f"How do I reset my password? ({i})"},
+        chat_text,
+        lambda event: event.event == "done",
+    )
+
+
+def direct_side(url: str) -> Side:
+    return Side(
+        url,
+        "/chat/completions",
+        lambda i: {"messages": [{"role": "user", "content": f"How do I reset my password? ({i})"}], "stream": True},
+        direct_text,
+        lambda event: event.data == "[DONE]",
+    )
+
+
+@dataclass
+class Stream:
+    ttft: float | None = None  # s from sending the request to the first shown text
+    stamps: list[tuple[int, int]] = field(default_factory=list)  # (sent ns, received ns) per stamped word
+    error: str | None = None
+
+
+async def one_stream(client, side: Side, index: int) -> Stream:  # type: ignore[no-untyped-def]
+    """One stream, read with httpx-sse; the receive time of every stamped word."""
     from httpx_sse import aconnect_sse
 
+    result = Stream()
+    complete = False
     started = time.perf_counter()
-    arrivals: list[float] = []
-    events: list[str] = []
     try:
-        async with aconnect_sse(
-            client, "POST", "/chat", json={"message": f"How do I reset my password? ({index})"}
-        ) as source:
+        async with aconnect_sse(client, "POST", side.path, json=side.body(index)) as source:
             if source.response.status_code != 200:
-                return {"error": f"HTTP {source.response.status_code}"}
+                result.error = f"HTTP {source.response.status_code}"
+                return result
             async for event in source.aiter_sse():
-                events.append(event.event)
-                if event.event == "token":
-                    arrivals.append(time.perf_counter())
-                elif event.event == "error":
-                    return {"error": f"error event {event.data}"}
+                received = time.time_ns()
+                complete = side.finished(event)
+                text = side.text(event)
+                if text:
+                    if result.ttft is None:
+                        result.ttft = time.perf_counter() - started
+                    result.stamps.extend((int(m.group(1)), received) for m in STAMP.finditer(text))
     except Exception as error:
-        return {"error": f"{type(error).__name__}: {error}"}
-    if not events or events[-1] != "done":
-        return {"error": f"stream ended without done: {events[-3:]}"}
-    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
-    return {"ttft": arrivals[0] - started if arrivals else None, "gaps": gaps}
+        result.error = f"{type(error).__name__}: {error}"
+        return result
+    if not complete:
+        result.error = "the stream ended without its final event"
+    return result
 
 
-async def one_direct_stream(client, index: int) -> dict:  # type: ignore[no-untyped-def]
-    """The baseline: the same client reading the stand-in LLM directly (no app in between)."""
-    started = time.perf_counter()
-    arrivals: list[float] = []
-    body = {"messages": [{"role": "user", "content": f"baseline {index}"}], "stream": True}
-    try:
-        async with client.stream("POST", "/chat/completions", json=body) as response:
-            async for line in response.aiter_lines():
-                if line.startswith("data: {") and '"content": " ' in line:
-                    arrivals.append(time.perf_counter())
-    except Exception as error:
-        return {"error": f"{type(error).__name__}: {error}"}
-    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
-    return {"ttft": arrivals[0] - started if arrivals else None, "gaps": gaps}
-
-
-async def run_level(url: str, streams: int, direct: bool = False) -> list[dict]:
+async def run_level(side: Side, streams: int) -> list[Stream]:
+    """`streams` streams started at once, one HTTP connection each."""
     import httpx
 
     limits = httpx.Limits(max_connections=streams + 10, max_keepalive_connections=streams + 10)
-    one = one_direct_stream if direct else one_stream
-    async with httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(120), limits=limits) as client:
-        return await asyncio.gather(*(one(client, i) for i in range(streams)))
+    async with httpx.AsyncClient(base_url=side.url, timeout=httpx.Timeout(120), limits=limits) as client:
+        return await asyncio.gather(*(one_stream(client, side, i) for i in range(streams)))
 
 
+# ------------------------------------------------------------------------------------------- the figures
 def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
@@ -156,44 +223,85 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def mean_gap(results: list[dict]) -> float:
-    return statistics.fmean([g for r in results if "error" not in r for g in r["gaps"]] or [float("nan")])
+@dataclass
+class Figures:
+    ok: int
+    errors: list[str]
+    ttft_ms: list[float]  # per stream
+    delay_ms: list[float]  # per word: received − sent
+    gap_ms: list[float]  # per word but the last: the stand-in's send gap to the next word
+    held_ms: list[float]  # words received after the next word was sent: received − next word's send time
+    words: int  # words that have a next word
+
+    @classmethod
+    def of(cls, results: list[Stream]) -> Figures:
+        good = [r for r in results if r.error is None]
+        delay, gap, held, words = [], [], [], 0
+        for r in good:
+            for (sent, received), following in zip(r.stamps, [*r.stamps[1:], None], strict=True):
+                delay.append((received - sent) / 1e6)
+                if following is None:
+                    continue
+                words += 1
+                gap.append((following[0] - sent) / 1e6)
+                if received >= following[0]:
+                    held.append((received - following[0]) / 1e6)
+        return cls(
+            ok=len(good),
+            errors=[r.error for r in results if r.error is not None],
+            ttft_ms=[r.ttft * 1000 for r in good if r.ttft is not None],
+            delay_ms=delay,
+            gap_ms=gap,
+            held_ms=held,
+            words=words,
+        )
 
 
-def report(streams: int, results: list[dict], baseline: list[dict], interval: float) -> str:
-    errors = [r["error"] for r in results if "error" in r]
-    good = [r for r in results if "error" not in r]
-    gaps = [g for r in good for g in r["gaps"]]
-    ttfts = [r["ttft"] for r in good if r["ttft"] is not None]
-    if not gaps:
-        return f"{streams:>4} streams: {len(errors)} errors, e.g. {errors[:2]}"
-    through, direct = mean_gap(results), mean_gap(baseline)
-    line = (
-        f"{streams:>4} streams | ok {len(good):>3} errors {len(errors)} | TTFT p50 {pct(ttfts, 0.5) * 1000:6.0f} ms "
-        f"p95 {pct(ttfts, 0.95) * 1000:6.0f} ms | inter-token mean: paced {interval * 1000:.0f} ms, direct "
-        f"{direct * 1000:.1f} ms, through /chat {through * 1000:.1f} ms (p95 {pct(gaps, 0.95) * 1000:.1f}) | "
-        f"added vs direct {(through - direct) / direct * 100:+.1f} %, "
-        f"vs pace {(through - interval) / interval * 100:+.1f} %"
-    )
-    if errors:
-        line += f"\n      first errors: {errors[:3]}"
-    return line
+def report(streams: int, interval_ms: float, chat: Figures, direct: Figures) -> str:
+    def pp(values: list[float]) -> str:
+        return f"{pct(values, 0.5):.1f} / {pct(values, 0.95):.1f} ms" if values else "none"
+
+    def share(figures: Figures) -> str:
+        return f"{len(figures.held_ms) / max(figures.words, 1) * 100:.0f} %"
+
+    added50 = pct(chat.delay_ms, 0.5) - pct(direct.delay_ms, 0.5)
+    added95 = pct(chat.delay_ms, 0.95) - pct(direct.delay_ms, 0.95)
+    lines = [
+        f"{streams} streams at once, stand-in pace {interval_ms:g} ms | /chat {chat.ok} complete, "
+        f"{len(chat.errors)} errors | direct {direct.ok} complete, {len(direct.errors)} errors",
+        f"  burst TTFT p50 / p95         /chat {pp(chat.ttft_ms)} | direct {pp(direct.ttft_ms)} | "
+        f"ratio at p50 {pct(chat.ttft_ms, 0.5) / pct(direct.ttft_ms, 0.5):.1f}x",
+        f"  per-token delay p50 / p95    /chat {pp(chat.delay_ms)} | direct {pp(direct.delay_ms)} | "
+        f"added p50 {added50:+.1f} ms = {added50 / interval_ms:.2f} x the pace, p95 {added95:+.1f} ms",
+        f"  words that reached the client only after the stand-in had sent the next word (held back, or late "
+        f"by over one interval): /chat {share(chat)}, direct {share(direct)}",
+        f"  their delay counted from that next word's send (the relay without the hold-back window) p50 / p95 "
+        f"{pp(chat.held_ms)}",
+        f"  stand-in's actual gap between words p50 / p95 {pp(chat.gap_ms)}",
+    ]
+    for name, figures in (("/chat", chat), ("direct", direct)):
+        if figures.errors:
+            lines.append(f"  first {name} errors: {figures.errors[:3]}")
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------------- the run
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--streams", type=int, nargs="+", default=[50, 100, 200])
-    parser.add_argument("--tokens", type=int, default=100, help="chunks per answer from the stand-in LLM")
-    parser.add_argument("--interval-ms", type=float, default=50.0, help="stand-in LLM pace per stream (20 tokens/s)")
+    parser.add_argument("--tokens", type=int, default=100, help="chunks (words) per answer from the stand-in LLM")
+    parser.add_argument(
+        "--interval-ms",
+        type=float,
+        nargs="+",
+        default=[50.0],
+        help="stand-in LLM pace per stream (50 ms = 20 tokens/s); two values also measure the hold-back's cost",
+    )
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
-    interval = args.interval_ms / 1000
 
-    import multiprocessing
-
-    from helpers.app_process import run_app, seed_knowledge_base
+    from launcher.app_process import run_app, seed_knowledge_base  # shared with the tests; bench/ imports no tests/
     from launcher.services import free_port, start_chroma, start_redis
     from settings import Settings
 
@@ -201,8 +309,10 @@ def main() -> int:
     redis = start_redis(work / "redis", free_port(), work / "logs")
     chroma = start_chroma(work / "chroma", free_port(), work / "logs")
     llm_port = free_port()
-    llm = multiprocessing.Process(target=serve_paced_llm, args=(llm_port, args.tokens, interval), daemon=True)
+    pace = multiprocessing.Value("d", args.interval_ms[0] / 1000)
+    llm = multiprocessing.Process(target=serve_paced_llm, args=(llm_port, args.tokens, pace), daemon=True)
     llm.start()
+    added: dict[tuple[int, float], float] = {}
     try:
         settings = Settings(
             _env_file=None,
@@ -219,17 +329,48 @@ def main() -> int:
             "RATE_LIMIT_IP": "1000000/minute",
             "RATE_LIMIT_SESSION": "1000000/minute",
         }
+        direct = direct_side(f"http://127.0.0.1:{llm_port}/v1")
         with run_app(work, env) as app:
-            print(f"app {app.url}, one process; stand-in LLM {args.tokens} chunks every {args.interval_ms} ms")
-            asyncio.run(run_level(app.url, 5))  # warm-up: embedding model, BM25 index, connections
+            chat = chat_side(app.url)
+            print(
+                f"app {app.url}, one uvicorn process. LLM: the BENCHMARK-ONLY STAND-IN defined in "
+                f"bench/load_bench.py (constant pace, {args.tokens} one-word chunks per answer, each stamped "
+                "with its send time; not llama.cpp, not part of the product)."
+            )
+            print(
+                "Measured per token: receive time at the client minus the send time stamped in the token by the "
+                "stand-in (same machine, same clock). 'direct' = the same N requests sent at once straight to the "
+                "stand-in by the same client code, just before the /chat run.\n",
+                flush=True,
+            )
+            asyncio.run(run_level(chat, 5))  # warm-up: embedding model, BM25 index, connections
+            for interval_ms in args.interval_ms:
+                pace.value = interval_ms / 1000
+                for streams in args.streams:
+                    baseline = Figures.of(asyncio.run(run_level(direct, streams)))
+                    cpu_app, cpu_llm, wall = cpu_seconds(app.process.pid), cpu_seconds(llm.pid), time.perf_counter()
+                    through = Figures.of(asyncio.run(run_level(chat, streams)))
+                    elapsed = time.perf_counter() - wall
+                    busy_app = (cpu_seconds(app.process.pid) - cpu_app) / elapsed * 100
+                    busy_llm = (cpu_seconds(llm.pid) - cpu_llm) / elapsed * 100
+                    added[(streams, interval_ms)] = pct(through.delay_ms, 0.5) - pct(baseline.delay_ms, 0.5)
+                    print(report(streams, interval_ms, through, baseline), flush=True)
+                    print(
+                        f"  CPU during the /chat run: app process {busy_app:.0f} % of one core, stand-in "
+                        f"{busy_llm:.0f} %; {len(through.delay_ms)} words relayed in {elapsed:.1f} s\n",
+                        flush=True,
+                    )
+        if len(args.interval_ms) >= 2:
+            low, high = min(args.interval_ms), max(args.interval_ms)
+            print(f"hold-back window: added per-token delay p50 (/chat − direct) at a {low:g} / {high:g} ms pace")
             for streams in args.streams:
-                baseline = asyncio.run(run_level(f"http://127.0.0.1:{llm_port}/v1", streams, direct=True))
-                cpu, wall = cpu_seconds(app.process.pid), time.perf_counter()
-                results = asyncio.run(run_level(app.url, streams))
-                busy = (cpu_seconds(app.process.pid) - cpu) / (time.perf_counter() - wall) * 100
-                tokens = sum(len(r["gaps"]) + 1 for r in results if "error" not in r)
-                print(report(streams, results, baseline, interval), flush=True)
-                print(f"      app process CPU {busy:.0f} % of one core; {tokens} tokens relayed", flush=True)
+                a, b = added[(streams, low)], added[(streams, high)]
+                slope = (b - a) / (high - low)
+                print(
+                    f"  {streams:>4} streams: {a:+.1f} / {b:+.1f} ms -> grows {slope:.2f} ms per ms of pace "
+                    f"(1.00 = each word waits one full interval); the rest, the relay itself: "
+                    f"{b - slope * high:+.1f} ms"
+                )
     finally:
         llm.terminate()
         llm.join(5)

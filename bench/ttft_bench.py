@@ -18,6 +18,12 @@ The order alternates every run (chat-direct, direct-chat…). llama.cpp caches t
   * `cold`: a different filler prompt is sent before each measured request → both process the full prompt.
 The overhead of /chat (goal ≤ 5 % and ≤ 30 ms at p50) includes retrieval (query embedding + Chroma + BM25),
 session set-up, rate limiting and SSE; time to `sources` has its own goal (p50 ≤ 100 ms).
+
+An output check applied while the answer streams may hold text back (a word until the next piece arrives, a
+sentence in the first person until its end), so /chat's first token can carry more than the LLM's first
+chunk. To tell that apart, the direct side keeps reading until it has as much text as /chat's last first
+token held, and prints the time to that chunk and to the one after it (what a hold-back check waits for),
+and /chat's first token minus each.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 QUESTION = "How long is the password reset link valid, and what do I do when it has expired?"
 
 
@@ -96,8 +102,8 @@ class PromptRecorder:
         self.server.server_close()
 
 
-def time_chat(app_url: str) -> tuple[float, float]:
-    """(ms to `sources`, ms to first `token`) for one /chat request in a new session."""
+def time_chat(app_url: str) -> tuple[float, float, str]:
+    """(ms to `sources`, ms to first `token`, that token's text) for one /chat request in a new session."""
     from httpx_sse import connect_sse
 
     sources = None
@@ -109,14 +115,20 @@ def time_chat(app_url: str) -> tuple[float, float]:
                     sources = (time.perf_counter() - started) * 1000
                 if event.event == "token":
                     first = (time.perf_counter() - started) * 1000
+                    text = str(json.loads(event.data).get("text", ""))
                     break
             else:
                 raise RuntimeError("the /chat stream had no token")
-    return sources or float("nan"), first
+    return sources or float("nan"), first, text
 
 
-def time_direct(llm_url: str, body: dict) -> float:
-    """ms to the first non-empty content chunk for the recorded body sent straight to the LLM server."""
+def time_direct(llm_url: str, body: dict, same_as: str = "") -> tuple[float, float, float]:
+    """For the recorded body sent straight to the LLM server, ms to: the first non-empty content chunk; the
+    chunk that completes as much text as `same_as` holds (/chat's first token); the chunk after that one (an
+    output check that releases text only once the next piece has arrived can show `same_as` then at the
+    earliest; the end of the stream if there is none)."""
+    first = done = None
+    text = ""
     with httpx.Client(timeout=300) as client:
         started = time.perf_counter()
         with client.stream("POST", f"{llm_url}/chat/completions", json=body) as response:
@@ -125,8 +137,19 @@ def time_direct(llm_url: str, body: dict) -> float:
                 if not line.startswith("data: ") or line == "data: [DONE]":
                     continue
                 choices = json.loads(line[6:]).get("choices") or [{}]
-                if (choices[0].get("delta") or {}).get("content"):
-                    return (time.perf_counter() - started) * 1000
+                content = (choices[0].get("delta") or {}).get("content")
+                if not content:
+                    continue
+                now = (time.perf_counter() - started) * 1000
+                if done is not None:
+                    return first, done, now  # type: ignore[return-value]
+                first = now if first is None else first
+                text += content
+                if len(text.strip()) >= len(same_as.strip()):
+                    done = now
+            if first is not None:
+                end = (time.perf_counter() - started) * 1000
+                return first, done or end, end
     raise RuntimeError("the LLM stream had no content")
 
 
@@ -141,20 +164,24 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def measure(app_url: str, llm_url: str, body: dict, runs: int, cold: bool) -> None:
-    chat, direct, sources = [], [], []
+def measure(app_url: str, llm_url: str, body: dict, runs: int, cold: bool, first_text: str) -> None:
+    chat, direct, same, after, sources, lengths = [], [], [], [], [], []
     for run in range(runs):
         for side in ("chat", "direct") if run % 2 == 0 else ("direct", "chat"):
             if cold:
                 flush_cache(llm_url, run)
             if side == "chat":
-                to_sources, to_token = time_chat(app_url)
+                to_sources, to_token, first_text = time_chat(app_url)
                 chat.append(to_token)
                 sources.append(to_sources)
+                lengths.append(len(first_text))
             else:
-                direct.append(time_direct(llm_url, body))
+                to_first, to_same, to_next = time_direct(llm_url, body, first_text)
+                direct.append(to_first)
+                same.append(to_same)
+                after.append(to_next)
     mode = "cold (prompt processed in full)" if cold else "warm (prefix cache hit on both sides)"
-    c50, d50 = pct(chat, 0.5), pct(direct, 0.5)
+    c50, d50, s50, n50 = pct(chat, 0.5), pct(direct, 0.5), pct(same, 0.5), pct(after, 0.5)
     print(f"\n{mode}, {runs} runs each")
     print(f"  /chat  first token   p50 {c50:8.1f} ms   p95 {pct(chat, 0.95):8.1f} ms")
     print(f"  direct first token   p50 {d50:8.1f} ms   p95 {pct(direct, 0.95):8.1f} ms")
@@ -163,6 +190,14 @@ def measure(app_url: str, llm_url: str, body: dict, runs: int, cold: bool) -> No
         f"  /chat `sources`      p50 {pct(sources, 0.5):8.1f} ms   p95 {pct(sources, 0.95):8.1f} ms   goal p50 ≤ 100 ms"
     )
     print(f"  mean /chat {statistics.fmean(chat):.1f} ms, mean direct {statistics.fmean(direct):.1f} ms")
+    print(
+        f"  /chat's first token: {pct(lengths, 0.5):.0f} characters at p50 (last one {first_text!r}); direct, to "
+        f"the chunk that completes as much text p50 {s50:.1f} ms, to the chunk after it p50 {n50:.1f} ms"
+    )
+    print(
+        f"  /chat first token minus those: {c50 - s50:+.1f} ms / {c50 - n50:+.1f} ms  (what is left once the "
+        "text the first token carries, and the piece a hold-back check waits for, are counted out)"
+    )
 
 
 def main() -> int:
@@ -173,7 +208,7 @@ def main() -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
-    from helpers.app_process import run_app, seed_knowledge_base
+    from launcher.app_process import run_app, seed_knowledge_base  # shared with the tests; bench/ imports no tests/
     from launcher.services import free_port, start_chroma, start_llm, start_redis
     from settings import Settings
 
@@ -219,10 +254,10 @@ def main() -> int:
         )
 
         with run_app(work / "measure", env | {"LLM_BASE_URL": llm.url}) as app:
-            time_chat(app.url)  # warm-up: embedding model, BM25, connections
+            first_text = time_chat(app.url)[2]  # warm-up: embedding model, BM25, connections
             time_direct(llm.url, body)
             for cold in {"warm": [False], "cold": [True], "both": [False, True]}[args.mode]:
-                measure(app.url, llm.url, body, args.runs, cold)
+                measure(app.url, llm.url, body, args.runs, cold, first_text)
     finally:
         for service in reversed(services):
             service.stop()
