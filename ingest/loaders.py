@@ -9,13 +9,14 @@ import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import frontmatter
 from bs4 import BeautifulSoup, Tag
 from pypdf import PdfReader
 from pypdf.errors import PyPdfError
 
-from ingest.splitter import Section, first_heading, markdown_sections
+from ingest.splitter import Section, first_heading, markdown_sections, with_heading_paths
 from tools.anchors import Anchors
 
 SUFFIXES = {".md", ".markdown", ".html", ".htm", ".txt", ".text", ".pdf"}
@@ -96,7 +97,7 @@ def load_html(raw: bytes, path: Path) -> Loaded:
         elif paragraph.strip():
             paragraphs.append(" ".join(paragraph.split()))
     sections.append(Section(heading, anchor, "\n\n".join(paragraphs), levels.get(anchor, 0)))
-    sections = [section for section in sections if section.text]
+    sections = [section for section in with_heading_paths(sections) if section.text]
     return Loaded(first_heading(sections) or page_title or _name(path), None, sections)
 
 
@@ -104,8 +105,33 @@ def load_text(raw: bytes, path: Path) -> Loaded:
     return Loaded(_name(path), None, [Section("", "", _decode(raw).strip())])
 
 
+def _pdf_outline(reader: PdfReader) -> dict[int, tuple[str, ...]]:
+    """0-based page number → heading path of the last bookmark that starts on it (the PDF's outline, which
+    manuals usually have); {} when there is none or it cannot be read."""
+    starts: dict[int, tuple[str, ...]] = {}
+
+    def walk(items: list[Any], parents: tuple[str, ...]) -> None:
+        last: tuple[str, ...] = parents
+        for item in items:
+            if isinstance(item, list):  # the children of the item before it
+                walk(item, last)
+                continue
+            title = " ".join(str(getattr(item, "title", "") or "").split())
+            page = reader.get_destination_page_number(item) if title else None
+            if title and page is not None and page >= 0:
+                last = (*parents, title)
+                starts[page] = last
+
+    try:
+        walk(list(reader.outline), ())
+    except Exception:  # a damaged outline only costs the heading paths
+        return {}
+    return starts
+
+
 def load_pdf(raw: bytes, path: Path) -> Loaded:
-    """One section per page, anchored `#page=N` (what PDF viewers understand); title from the PDF's metadata."""
+    """One section per page, anchored `#page=N` (what PDF viewers understand); title from the PDF's metadata.
+    A page's heading path comes from the PDF's bookmarks: that of the last bookmark starting on or before it."""
     try:
         reader = PdfReader(io.BytesIO(raw), strict=False)
         pages = [page.extract_text() or "" for page in reader.pages]
@@ -113,7 +139,14 @@ def load_pdf(raw: bytes, path: Path) -> Loaded:
     except Exception as error:  # pypdf raises many types on damaged files (PdfReadError, ValueError, KeyError…)
         kind = "" if isinstance(error, PyPdfError) else f"{type(error).__name__}: "
         raise Unreadable(f"broken PDF ({kind}{error})") from None
-    sections = [Section("", f"page={n}", text.strip()) for n, text in enumerate(pages, 1) if text.strip()]
+    outline = _pdf_outline(reader)
+    sections: list[Section] = []
+    current: tuple[str, ...] = ()
+    for number, text in enumerate(pages):
+        current = outline.get(number, current)
+        if text.strip():
+            heading = current[-1] if current else ""
+            sections.append(Section(heading, f"page={number + 1}", text.strip(), 0, current))
     return Loaded(str(title), None, sections)
 
 

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from ingest.loaders import SUFFIXES, Loaded, Unreadable, check_size, load
 from ingest.splitter import split_words
 from settings import Settings
-from tools.documents import Chunk, index_text
+from tools.documents import INDEX_VERSION, Chunk, index_text
 from tools.embeddings import get_embeddings
 from tools.store import get_collection
 
@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 EMBED_BATCH = 256  # chunks embedded and written per call: larger batches let the model sort by length (less padding)
 PAGE = 5000  # rows per collection.get()/delete() call (Chroma's limit is 5 461)
-SPLITTER_VERSION = "2"  # bump when the splitting changes, so every file is re-chunked once
+SPLITTER_VERSION = "3"  # bump when the splitting changes, so every file is re-chunked once (3: heading paths)
 
 Metadata = dict[str, Any]
 
@@ -118,7 +118,7 @@ def chunk_file(file: Path, root: Path, loaded: Loaded, file_hash: str, base_url:
     for section in loaded.sections:
         url = page_url(loaded, file, root, base_url, section.anchor)
         for piece in split_words(section.text, words):
-            chunk = Chunk(piece, loaded.title, url, str(file), section.heading, file_hash, len(chunks))
+            chunk = Chunk(piece, loaded.title, url, str(file), section.heading_path, file_hash, len(chunks))
             chunks.setdefault(chunk.chunk_id, chunk)
     return list(chunks.values())
 
@@ -127,7 +127,8 @@ def file_hash(file: Path, settings: Settings, base_url: str | None) -> str:
     """Changes when the file or anything that shapes its chunks changes."""
     with file.open("rb") as handle:
         digest = hashlib.file_digest(handle, "sha256")
-    digest.update(f"|words={settings.chunk_words}|splitter={SPLITTER_VERSION}|base={base_url or ''}".encode())
+    shape = f"|words={settings.chunk_words}|splitter={SPLITTER_VERSION}|index={INDEX_VERSION}|base={base_url or ''}"
+    digest.update(shape.encode())
     return digest.hexdigest()[:32]
 
 
@@ -218,14 +219,14 @@ class _Writer:
 
 
 def plan_file(chunks: list[Chunk], old: dict[str, Metadata]) -> tuple[list[tuple[Chunk, Metadata]], _FileJob]:
-    """Which chunks to embed (new ids, or a changed title, which changes the embedded text), which stored rows
-    only need fresh metadata, and which are stale."""
+    """Which chunks to embed (new ids, or a changed title or `index_text` version, which change the embedded
+    text), which stored rows only need fresh metadata, and which are stale."""
     to_embed: list[tuple[Chunk, Metadata]] = []
     kept: list[tuple[str, Metadata]] = []
     for chunk in chunks:
         metadata = _metadata(chunk, len(chunks))
         stored = old.get(chunk.chunk_id)
-        if stored is None or stored.get("title") != chunk.title:
+        if stored is None or any(stored.get(key) != metadata[key] for key in ("title", "index_version")):
             to_embed.append((chunk, metadata))
         elif any(stored.get(key) != value for key, value in metadata.items()):
             kept.append((chunk.chunk_id, metadata))

@@ -1,4 +1,9 @@
-"""Heading-aware splitting: a document becomes sections (heading + anchor + text), long sections become pieces.
+"""Heading-aware splitting: a document becomes sections (heading + anchor + text + heading path), long sections
+become pieces.
+
+Each section knows its heading path — the headings above it, "Install › Linux › Troubleshooting" — because a
+subsection's own heading ("Troubleshooting") says little without its parents; the path is put before every
+chunk's text when it is embedded and BM25-indexed (tools.documents.index_text).
 
 Chunk size: pieces of about CHUNK_WORDS words, a parameter (docs/retrieval.md has the measured value) —
 all-MiniLM-L6-v2 reads at most 256 word pieces, so much longer pieces lose their end.
@@ -7,11 +12,12 @@ all-MiniLM-L6-v2 reads at most 256 word pieces, so much longer pieces lose their
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from markdown_it import MarkdownIt
 
 from tools.anchors import Anchors, heading_text
+from tools.documents import HEADING_SEPARATOR
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[`*])")
 _PARAGRAPH = re.compile(r"\n\s*\n")
@@ -24,6 +30,28 @@ class Section:
     anchor: str  # URL fragment without '#', "" when there is none
     text: str
     level: int = 0  # 1 for h1 … 6 for h6, 0 for text before the first heading
+    path: tuple[str, ...] = ()  # headings from the outermost down to this one; () for text before any heading
+
+    @property
+    def heading_path(self) -> str:
+        return HEADING_SEPARATOR.join(self.path)
+
+
+def with_heading_paths(sections: list[Section]) -> list[Section]:
+    """Fill each section's `path` from the heading levels: a heading closes every open heading of its level or
+    deeper. Run it before dropping sections without text: an empty parent ("## Install" directly followed by
+    "### Linux") still belongs to its children's paths."""
+    open_headings: list[tuple[int, str]] = []
+    result = []
+    for section in sections:
+        if section.level <= 0:
+            result.append(replace(section, path=(section.heading,) if section.heading else ()))
+            continue
+        while open_headings and open_headings[-1][0] >= section.level:
+            open_headings.pop()
+        open_headings.append((section.level, section.heading))
+        result.append(replace(section, path=tuple(heading for _, heading in open_headings)))
+    return result
 
 
 def markdown_sections(text: str) -> list[Section]:
@@ -42,7 +70,7 @@ def markdown_sections(text: str) -> list[Section]:
         heading = heading_text(tokens[index + 1])
         anchor, level, start = anchors(heading), int(token.tag[1]), token.map[1]
     sections.append(Section(heading, anchor, "\n".join(lines[start:]).strip(), level))
-    return [section for section in sections if section.text]
+    return [section for section in with_heading_paths(sections) if section.text]
 
 
 def first_heading(sections: list[Section]) -> str:

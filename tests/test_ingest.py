@@ -17,8 +17,9 @@ import pytest
 from pypdf import PdfWriter
 from pypdf.generic import ContentStream, DictionaryObject, NameObject
 
-from ingest.pipeline import IngestReport, ingest
+from ingest.pipeline import IngestReport, ingest, plan_file
 from settings import Settings
+from tools.documents import INDEX_VERSION, Chunk
 from tools.embeddings import get_embeddings
 from tools.store import get_collection
 
@@ -37,8 +38,11 @@ def copy_help(tmp_path: Path) -> Path:
     return folder
 
 
-def write_pdf(path: Path, title: str, pages: list[str]) -> Path:
-    """A real PDF with one line of Helvetica text per page (pypdf only; no other PDF library is installed)."""
+def write_pdf(
+    path: Path, title: str, pages: list[str], bookmarks: list[tuple[str, int, str | None]] | None = None
+) -> Path:
+    """A real PDF with one line of Helvetica text per page (pypdf only; no other PDF library is installed) and
+    optional bookmarks (title, 0-based page, parent bookmark title or None)."""
     writer = PdfWriter()
     font = DictionaryObject(
         {
@@ -56,6 +60,9 @@ def write_pdf(path: Path, title: str, pages: list[str]) -> Path:
         content.set_data(f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode("latin-1"))
         page.replace_contents(content)
     writer.add_metadata({"/Title": title})
+    added: dict[str, Any] = {}
+    for name, page_number, parent in bookmarks or []:
+        added[name] = writer.add_outline_item(name, page_number, parent=added[parent] if parent else None)
     with path.open("wb") as handle:
         writer.write(handle)
     return path
@@ -221,7 +228,7 @@ def test_front_matter_title_and_url_win_and_sections_get_anchors(settings: Setti
         "https://support.example.com/password#something-else",
         "https://support.example.com/password#reset-link-expiry",
     ]
-    assert chunks[1]["section"] == "Reset link expiry"
+    assert [chunk["section"] for chunk in chunks] == ["Something else", "Something else › Reset link expiry"]
 
 
 def test_a_front_matter_url_with_an_anchor_is_kept_as_written(settings: Settings, tmp_path: Path) -> None:
@@ -279,6 +286,63 @@ def test_every_chunk_carries_the_shared_metadata_and_is_searchable(settings: Set
         assert {"title", "url", "source", "section", "file_hash", "position"} <= row.keys()
     [best, *_] = search(settings, "how long is the password reset link valid?")
     assert best["url"] == f"{BASE}/account/password.md#reset-link-expiry"
+
+
+def test_markdown_sections_carry_their_heading_path_into_metadata_and_embedding(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A subsection is stored as "Guide › Install › Linux" — an empty parent ("## Install" straight followed by
+    "### Linux") included, a closed one ("Install" after "## Use") not — and that path is what was embedded."""
+    (tmp_path / "guide.md").write_text(
+        "# Guide\n\nIntro.\n\n## Install\n\n### Linux\n\nRun the installer.\n\n## Use\n\nOpen the app.\n"
+    )
+    ingest([tmp_path], settings, base_url=BASE)
+    chunks = by_source(settings, "guide.md")
+    assert [chunk["section"] for chunk in chunks] == ["Guide", "Guide › Install › Linux", "Guide › Use"]
+    assert [chunk["url"] for chunk in chunks][1] == f"{BASE}/guide.md#linux"
+    stored = get_collection(settings).get(ids=[chunks[1]["chunk_id"]], include=["embeddings"])["embeddings"][0]
+    expected = get_embeddings(settings).embed_documents(["Guide › Install › Linux\nRun the installer."])[0]
+    assert sum(a * b for a, b in zip(stored, expected, strict=True)) > 0.999
+
+
+def test_html_sections_carry_their_heading_path(settings: Settings, tmp_path: Path) -> None:
+    (tmp_path / "guide.html").write_text(
+        "<html><body><h1>Guide</h1><p>Intro.</p><h2>Install</h2><h3 id='on-linux'>Linux</h3><p>Run it.</p>"
+        "<h2>Use</h2><p>Open it.</p></body></html>"
+    )
+    ingest([tmp_path], settings, base_url=BASE)
+    chunks = by_source(settings, "guide.html")
+    assert [chunk["section"] for chunk in chunks] == ["Guide", "Guide › Install › Linux", "Guide › Use"]
+    assert chunks[1]["url"] == f"{BASE}/guide.html#on-linux"
+
+
+def test_pdf_pages_take_the_heading_path_of_the_bookmarks(settings: Settings, tmp_path: Path) -> None:
+    """A manual's outline gives each page the path of the last bookmark starting on or before it."""
+    pdf = write_pdf(
+        tmp_path / "manual.pdf",
+        "Owner's manual",
+        ["Welcome to the device.", "Charge it for two hours.", "The light turns green.", "Clean it with a cloth."],
+        [("Getting started", 0, None), ("Charging", 1, "Getting started"), ("Care", 3, None)],
+    )
+    ingest([pdf], settings, base_url=BASE)
+    chunks = by_source(settings, "manual.pdf")
+    assert [chunk["section"] for chunk in chunks] == [
+        "Getting started",
+        "Getting started › Charging",
+        "Getting started › Charging",
+        "Care",
+    ]
+    assert chunks[2]["url"] == f"{BASE}/manual.pdf#page=3"
+
+
+def test_a_chunk_indexed_with_an_older_index_text_is_embedded_again() -> None:
+    """Changing what is embedded (INDEX_VERSION) re-embeds stored chunks even when their text is unchanged."""
+    chunk = Chunk("Refunds take 5 days.", "Billing", "https://x.example/billing", "billing.md")
+    current = {**chunk.metadata(), "file_chunks": 1}
+    to_embed, job = plan_file([chunk], {chunk.chunk_id: current})
+    assert to_embed == [] and job.stale == []
+    to_embed, _ = plan_file([chunk], {chunk.chunk_id: {**current, "index_version": INDEX_VERSION - 1}})
+    assert [c.chunk_id for c, _ in to_embed] == [chunk.chunk_id]
 
 
 def test_a_pdf_is_read_page_by_page(settings: Settings, tmp_path: Path) -> None:

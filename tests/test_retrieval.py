@@ -14,8 +14,16 @@ from helpers.app_process import HELP_CENTER as SEEDED
 from helpers.app_process import seed_knowledge_base
 from launcher.services import Service
 from settings import Settings
-from tools.documents import Chunk
-from tools.retrieval import KnowledgeBase, KnowledgeBaseRetriever, get_knowledge_base
+from tools.documents import Chunk, index_text
+from tools.retrieval import (
+    LEXICAL_WEIGHT,
+    KnowledgeBase,
+    KnowledgeBaseRetriever,
+    LexicalIndex,
+    Tokenizer,
+    convex_fusion,
+    get_knowledge_base,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,6 +45,65 @@ HELP_CENTER = [
         position=1,
     ),
 ]
+
+
+# --- fusion, tokenisation and indexed text: pure functions -------------------------------------------------------
+
+
+def test_a_strong_lexical_match_is_not_dragged_down_by_a_weak_dense_list() -> None:
+    """BM25 has one clear winner; the dense list is unsure (all similarities within 0.06) and ranks the winner
+    last. Reciprocal-rank fusion would put `runner-up` first (2nd in both lists); the score fusion keeps the
+    lexical winner, because an unsure list's scores barely differ."""
+    lexical = {"winner": 12.0, "runner-up": 3.0}
+    similarity = {"dense-only": 0.46, "runner-up": 0.45, "other": 0.44, "winner": 0.40}
+    assert convex_fusion(lexical, similarity)[0] == "winner"
+
+
+def test_a_confident_dense_list_still_decides_between_lexical_near_ties() -> None:
+    """When BM25 hardly separates two chunks, a clear dense preference orders them: it is a fusion."""
+    lexical = {"a": 10.0, "b": 9.6}
+    similarity = {"a": 0.31, "b": 0.78, "c": 0.30}
+    assert convex_fusion(lexical, similarity) == ["b", "a", "c"]
+
+
+def test_fusion_without_lexical_matches_is_the_dense_order() -> None:
+    assert convex_fusion({}, {"x": 0.2, "y": 0.7, "z": 0.5}) == ["y", "z", "x"]
+    assert 0 < LEXICAL_WEIGHT < 1
+
+
+def test_the_tokenizer_stems_and_keeps_identifiers_whole_and_in_parts() -> None:
+    tokens = Tokenizer()("Caching cached caches: the stop_reason of ZX-4711 on claude-3-haiku")
+    assert tokens.count("cach") == 3  # one term for the inflections
+    assert {"stop_reason", "stop", "reason"} <= set(tokens)
+    assert {"zx-4711", "zx", "4711", "claude-3-haiku", "haiku"} <= set(tokens)
+    assert "the" not in tokens and "of" not in tokens
+    assert Tokenizer(stem=False, identifiers=False)("Caching stop_reason ZX-4711") == [
+        "caching",
+        "stop_reason",
+        "zx",
+        "4711",
+    ]
+
+
+def test_bm25_matches_an_inflected_query_and_an_exact_identifier() -> None:
+    index = LexicalIndex(
+        ["cache", "code", "other"],
+        ["Prompt caching stores the prefix.", "Error ZX-4711 means old firmware.", "Error ZX 4711 4711 zx elsewhere."],
+    )
+    inflected, exact = (list(index.search(query, 3)) for query in ("how long are prompts cached?", "ZX-4711"))
+    assert inflected[:1] == ["cache"]
+    assert exact[:1] == ["code"]  # the whole code outweighs its parts repeated
+
+
+def test_the_indexed_text_starts_with_the_whole_heading_path() -> None:
+    assert index_text("Account", "Account › Passwords › Reset link", "It expires.") == (
+        "Account › Passwords › Reset link\nIt expires."
+    )
+    assert index_text("Models", "", "Models\n\nPick one.") == "Models\nModels\n\nPick one."  # always there
+    assert index_text("", "", "Just text.") == "Just text."
+
+
+# --- the knowledge base against the real Chroma server and embedding model --------------------------------------
 
 
 @pytest.fixture
@@ -74,6 +141,31 @@ def test_an_exact_error_code_is_found_through_bm25(knowledge_base: KnowledgeBase
     """Codes and identifiers are where lexical search beats embeddings; fusion keeps them on top."""
     hits = knowledge_base.search("ZX-4711", k=2)
     assert hits[0].url == "https://help.example.com/devices/troubleshooting"
+
+
+def test_a_parent_heading_is_searchable_through_the_heading_path(kb_settings: Settings) -> None:
+    """Two chunks say nearly the same; only the parent heading in their heading path tells them apart."""
+    chunks = [
+        Chunk(
+            "The maximum is 40 per hour.",
+            "Plans",
+            "https://help.example.com/plans#limits",
+            "plans.md",
+            section="Quibbleflux plan › Limits",
+        ),
+        Chunk(
+            "The maximum is 50 per day.",
+            "Plans",
+            "https://help.example.com/plans#limits-1",
+            "plans.md",
+            section="Starter plan › Limits",
+            position=1,
+        ),
+    ]
+    seed_knowledge_base(kb_settings, chunks, version=1)
+    kb = KnowledgeBase(kb_settings)
+    assert kb.search("quibbleflux maximum", k=1)[0].url == "https://help.example.com/plans#limits"
+    assert kb.search("starter plan maximum", k=1)[0].url == "https://help.example.com/plans#limits-1"
 
 
 @pytest.mark.parametrize(
