@@ -15,17 +15,19 @@ from contextlib import asynccontextmanager
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from starlette.middleware.body_limit import RequestBodyLimitMiddleware
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from api import agent, chat, feedback, frontend, health, metrics, review, search, sessions, tickets
+from api import access_log, agent, chat, feedback, frontend, health, metrics, review, search, sessions, tickets
 from api import help as help_pages
 from api.deps import Services
 from api.errors import add_error_handlers
 from api.limits import RateLimits
-from api.security import SecurityHeadersMiddleware
+from api.security import MAX_BODY_BYTES, SecurityHeadersMiddleware
 from graph.checkpointer import make_checkpointer
 from graph.configuration import build_context
 from graph.graph import build_graph
-from settings import Settings, get_settings
+from settings import Settings, SettingsError, get_settings
 from tools.redis_client import pool
 
 log = logging.getLogger("server")
@@ -41,7 +43,11 @@ async def _warm_knowledge_base(state: Services) -> None:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The app for `settings` (default: from the environment). Needs REDIS_URL."""
-    settings = settings or get_settings()
+    if settings is None:
+        try:
+            settings = get_settings()
+        except SettingsError as error:  # `uvicorn --factory`: one line per bad variable, no traceback, exit 1
+            raise SystemExit(str(error)) from None
     if not settings.redis_url:
         raise RuntimeError("REDIS_URL is not set: start the product with ./run (which starts Redis) or set REDIS_URL")
     redis = aioredis.Redis(
@@ -73,8 +79,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,  # Swagger UI and ReDoc load from a CDN, which the CSP (and offline installs) forbid
         redoc_url=None,
+        openapi_url=None,  # served by api/metrics.py behind require_ops: the schema maps every route
     )
     add_error_handlers(app)
+    access_log.install()  # no query strings (customers' text) in uvicorn's access log
     for module in (health, metrics, search, chat, sessions, tickets, feedback, review, help_pages):
         app.include_router(module.router)
     agent.add_agent_routes(app, graph, state.context)
@@ -90,8 +98,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=["Retry-After"],
             max_age=600,
         )
+    # Bytes counted as they arrive (chunked bodies too): past the limit, reading raises a 413 (api/errors.py says
+    # it in JSON). Inside the headers layer, which refuses a declared Content-Length over it before any reading.
+    app.add_middleware(RequestBodyLimitMiddleware, max_body_size=MAX_BODY_BYTES)
     app.add_middleware(SecurityHeadersMiddleware, frame_ancestors=settings.frame_ancestors)
     app.add_middleware(metrics.MetricsMiddleware)
+    if settings.trusted_proxies:  # outermost: every layer and route sees the real client address
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     return app
 
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
+from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 BUNDLED_EMBEDDING = "all-MiniLM-L6-v2"
@@ -157,6 +160,12 @@ class Settings(BaseSettings):
     low_relevance_score: float = 0.4
     admin_token: str | None = None
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Reverse proxies whose X-Forwarded-For is believed (IPs or CIDR networks, comma-separated). Empty: none, the
+    # peer address is the client. The client is the right-most address not in this list (api/security.py).
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # /metrics, /openapi.json and /ready's per-part details are for operators: behind ADMIN_TOKEN unless true.
+    ops_routes_public: bool = False
+    rate_limit_admin_failures: str = "10/minute"  # wrong admin tokens per address; then 429 even for the right one
 
     # HTTP API (api/): rate limits in `limits` notation, per-session chat lock, headers, ticket webhook.
     rate_limit_session: str = "20/minute"
@@ -170,15 +179,27 @@ class Settings(BaseSettings):
     auto_escalate: bool = False
     rate_limit_tickets_session: str = "3/day"  # new tickets (not updates of the open one) per session
     rate_limit_tickets_ip: str = "10/hour"  # new tickets per client address
+    rate_limit_sessions_ip: str = "30/minute"  # POST /api/sessions (new conversations for /agent) per client address
+    rate_limit_feedback_ip: str = "30/minute"  # ratings (POST /api/messages/{id}/feedback) per client address
     ticket_webhook_url: str | None = None
     ticket_webhook_attempts: int = 5
     ticket_webhook_backoff_seconds: float = 1.0
 
-    @field_validator("llm_base_url", "cors_origins", "ingest_on_start", mode="before")
+    @field_validator("llm_base_url", "cors_origins", "ingest_on_start", "trusted_proxies", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or CIDR network (e.g. 10.0.0.0/8)") from None
         return value
 
     @property
@@ -248,11 +269,176 @@ class Settings(BaseSettings):
             )
         return path
 
+    # Start-up checks: every value is checked when the settings are read, so the launcher and the server stop
+    # before anything starts, with one line per variable naming the rule (docs/configuration.md#validation).
+    @field_validator("*")
+    @classmethod
+    def _follows_its_rule(cls, value: Any, info: ValidationInfo) -> Any:
+        problem = setting_problem(info.field_name or "", value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @model_validator(mode="after")
+    def _fits_together(self) -> Settings:
+        """Rules between settings; runs after `_follow_local_model`, which derives LLM_PROMPT_TOKENS."""
+        if self.llm_prompt_tokens <= 0:
+            raise ValueError(
+                f"LLM_MAX_TOKENS={self.llm_max_tokens} leaves no room for the prompt in the local server's "
+                f"{LOCAL_N_CTX}-token context: set LLM_MAX_TOKENS below {LOCAL_N_CTX}, or set LLM_PROMPT_TOKENS"
+            )
+        ports = {"PORT": self.port}  # the app's, and those of the parts the launcher starts
+        if self.redis_url is None:
+            ports["LOCAL_REDIS_PORT"] = self.local_redis_port
+        if "llm_base_url" not in self.model_fields_set:
+            ports["LOCAL_LLM_PORT"] = self.local_llm_port
+        if self.chroma_url is None:
+            ports["LOCAL_CHROMA_PORT"] = self.local_chroma_port
+        names = list(ports)
+        for i, first in enumerate(names):
+            for second in names[i + 1 :]:
+                if ports[first] == ports[second]:
+                    raise ValueError(f"{first} and {second} are both {ports[first]}: each part needs its own port")
+        return self
+
 
 def _looks_like_path(value: str) -> bool:
     return value.endswith(".gguf") or "/" in value or value.startswith("~")
 
 
+# The rules `Settings._follows_its_rule` applies; docs/configuration.md#validation lists them.
+POSITIVE = {
+    "llm_max_tokens",
+    "llm_connect_timeout",
+    "llm_read_timeout",
+    "session_ttl_seconds",
+    "ingest_max_file_mb",
+    "chunk_words",
+    "max_message_chars",
+    "log_retention_days",
+    "chat_lock_seconds",
+    "redis_max_connections",
+    "ticket_webhook_attempts",
+}
+NOT_NEGATIVE = {"llm_prompt_tokens", "history_turns", "kb_refresh_seconds", "sse_ping_seconds"}
+NOT_NEGATIVE |= {"ticket_webhook_backoff_seconds"}
+SHARES = {"relevance_threshold", "low_relevance_score"}  # cosine similarities, 0..1
+HTTP_URLS = {"llm_base_url", "chroma_url", "ticket_webhook_url"}
+KB_COLLECTION = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]")
+LABEL = r"[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
+HOST_NAME = re.compile(rf"(?=.{{1,253}}$){LABEL}(\.{LABEL})*")
+SECRET_WORDS = ("token", "key", "secret", "password")
+
+
+def _is_http_url(value: str) -> bool:
+    parts = urlsplit(value)
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def _rate_problem(value: str) -> str | None:
+    from limits import parse_many
+
+    example = "e.g. 20/minute, 100/hour or 5 per 10 seconds"
+    try:
+        rates = parse_many(value)
+    except ValueError:
+        return f"must be a rate in `limits` notation, {example}"
+    if len(rates) != 1:
+        return f"must be one rate, {example}"
+    if rates[0].amount < 1:
+        return "must allow at least 1 request"
+    return None
+
+
+def setting_problem(name: str, value: Any) -> str | None:
+    """What is wrong with `value` for the setting `name` (a field name), or None when it follows its rule."""
+    if value is None or isinstance(value, bool):
+        return None
+    if name == "port" or name.endswith("_port"):
+        return None if 1 <= value <= 65535 else "must be a port number from 1 to 65535"
+    if name.startswith("rate_limit_"):
+        return _rate_problem(value)
+    if name in POSITIVE:
+        return None if value > 0 else "must be more than 0"
+    if name in NOT_NEGATIVE:
+        return None if value >= 0 else "must be 0 or more"
+    if name in SHARES:
+        return None if 0 <= value <= 1 else "must be between 0 and 1"
+    if name == "llm_temperature":
+        return None if 0 <= value <= 2 else "must be between 0 and 2"
+    if name == "retrieval_k":
+        return None if 1 <= value <= 50 else "must be between 1 and 50"
+    if name == "llm_base_url" and not value:
+        return "must name at least one URL"
+    if name in HTTP_URLS:
+        urls = value if isinstance(value, list) else [value] if value else []
+        if not all(_is_http_url(url) for url in urls):
+            return "must be an http:// or https:// URL with a host, e.g. http://127.0.0.1:8081/v1"
+    if name == "redis_url" and value and urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+        return "must be a redis://, rediss:// or unix:// URL, e.g. redis://127.0.0.1:6379/0"
+    if name == "kb_collection" and (
+        not KB_COLLECTION.fullmatch(value) or ".." in value or re.fullmatch(r"\d{1,3}(\.\d{1,3}){3}", value)
+    ):
+        return (
+            "must be 3-512 characters of a-z, A-Z, 0-9, '.', '_' and '-', starting and ending with a letter or "
+            "digit, with no '..', and not an IPv4 address (Chroma's rule)"
+        )
+    if name == "cors_origins":
+        for origin in value:
+            parts = urlsplit(origin)
+            if origin != "*" and not (_is_http_url(origin) and parts.path == "" and not parts.query):
+                return f"{origin!r} is not an origin: scheme://host[:port], no path or trailing slash (e.g. https://a.example)"
+    if name == "frame_ancestors" and (not value.strip() or re.search(r"[;,\x00-\x1f]", value)):
+        return "must be CSP sources separated by spaces, e.g. 'self' https://www.example.com (no ';', ',', line breaks)"
+    if name == "host" and not (HOST_NAME.fullmatch(value) or _is_ip(value)):
+        return "must be an IP address or a host name, e.g. 127.0.0.1 or 0.0.0.0"
+    if name == "embedding_model" and not value.strip():
+        return "must name a sentence-transformers model (a hub name or a folder)"
+    return None
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _shown(name: str, value: Any) -> str:
+    """A value as the error line shows it: secrets never, credentials in URLs masked, long values cut."""
+    if any(word in name for word in SECRET_WORDS):
+        return "<hidden>"
+    text = re.sub(r"//[^/@\s]*@", "//***@", str(value))
+    return repr(text if len(text) <= 100 else text[:100] + "…")
+
+
+class SettingsError(ValueError):
+    """Settings that break a rule: `problems` holds one line per variable, naming it and the rule."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def settings_problems(error: ValidationError) -> list[str]:
+    """One line per error, `VARIABLE='value': rule`, as the launcher and the server print it."""
+    lines = []
+    for item in error.errors():
+        message = str(item["msg"]).removeprefix("Value error, ")
+        if not item["loc"]:
+            lines.append(message)
+            continue
+        name = str(item["loc"][0])
+        lines.append(f"{name.upper()}={_shown(name, item['input'])}: {message}")
+    return lines
+
+
 @lru_cache
 def get_settings() -> Settings:
-    return Settings()
+    """The settings from the environment and `.env`; SettingsError (one line per bad variable) when one breaks
+    its rule."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        raise SettingsError(settings_problems(error)) from None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from api import sessions
 from api.deps import Services
 from api.webhook import announce_ticket
 from graph.turns import TurnResult
@@ -22,6 +23,8 @@ log = logging.getLogger(__name__)
 
 async def record_turn(state: Services, turn: TurnResult, timings: dict[str, Any]) -> None:
     try:
+        if not await sessions.known(state.redis, turn.session_id):
+            return  # erased (DELETE /api/sessions/{id}) before this ran: nothing of it may come back
         if turn.message_id:
             await AnswerRecords(state.redis, state.settings.session_ttl_seconds).remember(
                 session_id=turn.session_id,
@@ -46,6 +49,8 @@ async def record_turn(state: Services, turn: TurnResult, timings: dict[str, Any]
             },
         )
         await queue_for_review(state, turn)
+        if not await sessions.known(state.redis, turn.session_id):  # erased while this was writing
+            await sessions.erase_session(state, turn.session_id)
         if turn.ticket_id:
             await announce_ticket(state, turn.ticket_id)
     except Exception:
@@ -61,7 +66,7 @@ async def queue_for_review(state: Services, turn: TurnResult) -> None:
         "question": turn.question,
         "answer": turn.answer,
     }
-    queue = ReviewQueue(state.redis)
+    queue = ReviewQueue(state.redis, retention_days=state.settings.log_retention_days)
     if turn.ticket_id:
         await queue.add("escalation", record | {"ticket_id": turn.ticket_id})
     elif turn.outcome == "offered":  # the docs had nothing (or the model was unsure): a gap for the report

@@ -52,9 +52,22 @@ class ChatRequest(BaseModel):
     @field_validator("message")
     @classmethod
     def _has_text(cls, value: str) -> str:
-        if not sanitize_input(value).strip():
-            raise ValueError("message must contain some text (it was empty or only whitespace)")
+        if problem := message_problem(value):
+            raise ValueError(problem)
         return value
+
+
+def message_problem(value: str, limit: int | None = None) -> str | None:
+    """Why a customer's message cannot be answered, as a sentence (None: it can). /chat and /agent both ask."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate such as "\ud800" in the JSON: no character, storable nowhere
+        return "message contains an invalid character (a lone UTF-16 surrogate escape)"
+    if not sanitize_input(value).strip():
+        return "message must contain some text (it was empty or only whitespace)"
+    if limit is not None and len(value) > limit:
+        return f"message is too long: {len(value)} characters, the limit is {limit}."
+    return None
 
 
 def sse(event: str, data: dict[str, Any]) -> ServerSentEvent:
@@ -102,8 +115,18 @@ class Clock:
 
 
 async def answer_events(state: Services, turn: Turn, lock: Any, clock: Clock) -> AsyncIterator[ServerSentEvent]:
-    """The turn's events as SSE in the contract's order, and nothing else; bookkeeping waits for the end."""
-    yield sse("session", {"session_id": turn.session_id})
+    """The turn's public events as SSE."""
+    async with contextlib.aclosing(public_events(state, turn, lock, clock)) as events:
+        async for name, data in events:
+            yield sse(name, data)
+
+
+async def public_events(
+    state: Services, turn: Turn, lock: Any, clock: Clock
+) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    """The turn's events in the contract's order, and nothing else; bookkeeping waits for the end. What /chat
+    sends as SSE and /agent (api/agent.py) as LangServe chunks: one way for every answer."""
+    yield "session", {"session_id": turn.session_id}
     queue: asyncio.Queue[Any] = asyncio.Queue()
     producer = asyncio.create_task(pump(turn, queue))
     sources_sent, shown = False, []
@@ -112,15 +135,15 @@ async def answer_events(state: Services, turn: Turn, lock: Any, clock: Clock) ->
         while (event := await queue.get()) is not _END:
             if isinstance(event, Exception):  # a bug or an unexpected outage: say so, end the stream properly
                 metrics.ERRORS.labels(code="internal_error").inc()
-                yield sse("error", {"code": "internal_error", "message": INTERNAL_ERROR})
+                yield "error", {"code": "internal_error", "message": INTERNAL_ERROR}
                 clock.mark("total_ms")
                 done = {"message_id": None, "text": "".join(shown), "interrupted": True, "refused": False}
-                yield sse("done", done | {"timings": clock.timings})
+                yield "done", done | {"timings": clock.timings}
                 continue
             name, data = event["event"], {k: v for k, v in event.items() if k != "event"}
             if name == "token" and not sources_sent:  # the contract: `sources` before the first token
                 sources_sent = True
-                yield sse("sources", {"sources": []})
+                yield "sources", {"sources": []}
             if name == "sources":
                 sources_sent = True
                 metrics.SOURCES_SECONDS.observe(clock.mark("sources_ms"))
@@ -136,7 +159,7 @@ async def answer_events(state: Services, turn: Turn, lock: Any, clock: Clock) ->
             elif name == "done":
                 clock.mark("total_ms")
                 data["timings"] = clock.timings
-            yield sse(name, data)
+            yield name, data
     finally:
         metrics.STREAMS.dec()
         with anyio.CancelScope(shield=True):
@@ -162,10 +185,8 @@ async def chat(request: Request, body: ChatRequest) -> EventSourceResponse:
     clock = Clock(time.perf_counter())
     state = services(request)
     settings = state.settings
-    if len(body.message) > settings.max_message_chars:
-        raise HTTPException(
-            422, f"message is too long: {len(body.message)} characters, the limit is {settings.max_message_chars}."
-        )
+    if problem := message_problem(body.message, settings.max_message_chars):
+        raise HTTPException(422, problem)
     await state.limits.check_ip(request)
     ttl = settings.session_ttl_seconds
     session_id = body.session_id

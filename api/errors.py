@@ -11,8 +11,12 @@ import logging
 
 import redis.exceptions
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api.security import MAX_BODY_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +33,31 @@ def describe(errors: list[dict]) -> str:
     return "Invalid request — " + "; ".join(parts)
 
 
+def _entry(error: object) -> dict:
+    """One problem as `{loc, msg, type}`; LangServe raises with plain strings ("Invalid JSON body")."""
+    if isinstance(error, dict):
+        return {key: value for key, value in error.items() if key in ("loc", "msg", "type")}
+    return {"loc": ["body"], "msg": str(error), "type": "value_error"}
+
+
 async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
-    errors = [{key: value for key, value in e.items() if key in ("loc", "msg", "type")} for e in error.errors()]
+    errors = [_entry(e) for e in error.errors()]
     return JSONResponse({"detail": describe(errors), "errors": errors}, status_code=422)
+
+
+BODY_NOT_PARSED = "There was an error parsing the body"  # FastAPI's words for a body json.loads cannot decode
+
+
+async def http_error(request: Request, error: StarletteHTTPException) -> Response:
+    """FastAPI's answers, with two of its terse ones made actionable: a body that is not UTF-8 is a 422 like any
+    other unreadable body, and a body over the limit says the limit."""
+    if error.status_code == 400 and error.detail == BODY_NOT_PARSED:
+        detail = "Invalid request — the body is not valid JSON in UTF-8."
+        return JSONResponse({"detail": detail}, status_code=422)
+    if error.status_code == 413 and not str(error.detail).endswith("."):
+        detail = f"The request body is too large: the limit is {MAX_BODY_BYTES} bytes."
+        return JSONResponse({"detail": detail}, status_code=413)
+    return await http_exception_handler(request, error)
 
 
 async def redis_down(request: Request, error: redis.exceptions.RedisError) -> JSONResponse:
@@ -46,6 +72,7 @@ async def unexpected(request: Request, error: Exception) -> JSONResponse:
 
 def add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, http_error)  # type: ignore[arg-type]
     app.add_exception_handler(redis.exceptions.ConnectionError, redis_down)  # type: ignore[arg-type]
     app.add_exception_handler(redis.exceptions.TimeoutError, redis_down)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, unexpected)

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
-from api.deps import RedisDep, SettingsDep
+from api import sessions
+from api.deps import RedisDep, ServicesDep, SettingsDep
 from api.security import require_admin
 from tools.answers import AnswerNotFound, AnswerRecords
 from tools.review import ReviewQueue
 from tools.text import strip_controls
 
 MAX_COMMENT_CHARS = 2000
+NO_SUCH_ANSWER = "No such answer: it may belong to a conversation that expired or was deleted."
+_MESSAGE_ID = re.compile(r"^[A-Za-z0-9_-]{1,100}$")  # ours are m_<hex>; no ":" that could reach another key
 router = APIRouter(prefix="/api", tags=["feedback"])
 
 
@@ -23,17 +27,23 @@ class FeedbackIn(BaseModel):
 
 
 @router.post("/messages/{message_id}/feedback", status_code=201)
-async def give_feedback(message_id: str, body: FeedbackIn, redis: RedisDep, settings: SettingsDep) -> dict[str, Any]:
-    """Rate one answer (id from the `done` event or the history). Unknown or expired answers → 404."""
-    if len(message_id) > 200:
-        raise HTTPException(404, "No such answer.")
-    comment = strip_controls(body.comment).strip() if body.comment else None
+async def give_feedback(message_id: str, body: FeedbackIn, request: Request, state: ServicesDep) -> dict[str, Any]:
+    """Rate one answer (id from the `done` event or the history). Unknown, expired or erased answers → 404."""
+    await state.limits.check_feedback(request)
+    if not _MESSAGE_ID.fullmatch(message_id):
+        raise HTTPException(404, NO_SUCH_ANSWER)
+    settings = state.settings
+    records = AnswerRecords(state.redis, settings.session_ttl_seconds, settings.log_retention_days)
     try:
-        item = await AnswerRecords(redis, settings.session_ttl_seconds).rate(message_id, body.rating, comment or None)
+        answer = await records.answer(message_id)
+        if not await sessions.known(state.redis, answer.get("session_id")):  # erased (or expired) meanwhile
+            raise AnswerNotFound(message_id)
+        comment = strip_controls(body.comment).strip() if body.comment else None
+        item = await records.rate(message_id, body.rating, comment or None)
     except AnswerNotFound:
-        raise HTTPException(404, "No such answer (it may belong to a conversation that expired).") from None
+        raise HTTPException(404, NO_SUCH_ANSWER) from None
     if body.rating == "down":
-        await ReviewQueue(redis).add("thumbs_down", item)
+        await ReviewQueue(state.redis, retention_days=settings.log_retention_days).add("thumbs_down", item)
     return {"message_id": message_id, "rating": body.rating}
 
 
@@ -45,4 +55,5 @@ async def list_feedback(
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> dict[str, Any]:
     """Rated answers, newest first (support leads only)."""
-    return {"feedback": await AnswerRecords(redis, settings.session_ttl_seconds).ratings(rating, limit)}
+    records = AnswerRecords(redis, settings.session_ttl_seconds, settings.log_retention_days)
+    return {"feedback": await records.ratings(rating, limit)}

@@ -2,7 +2,8 @@
 
 Redis and Chroma are required: without them nothing works, so `/ready` answers 503 naming them. LLM
 endpoints are not: without them search, history and tickets still work and chat answers with its fallback,
-so a down LLM makes the app `degraded` (200) with the endpoint named.
+so a down LLM makes the app `degraded` (200) with the endpoint named. A part the launcher is restarting
+(launcher/supervisor.py) is `restarting`, with its restarts in a row and seconds down, and counts as down.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from api.deps import services
+from api.security import is_operator
 
 router = APIRouter(tags=["operations"])
 PROBE_TIMEOUT = 2.0
@@ -62,8 +64,15 @@ async def ready(request: Request) -> JSONResponse:
         ]
         parts = await asyncio.gather(*checks)
 
+    supervisor = getattr(request.app.state, "supervisor", None)  # set by the launcher, which restarts its parts
+    restarting = supervisor.restarting() if supervisor is not None else {}
+    for part in parts:
+        if part["name"] in restarting:
+            part |= {"status": "restarting", "restarting": restarting[part["name"]]}
     down = [part["name"] for part in parts if part["status"] != "up"]
     required_down = [name for name in down if not name.startswith("llm:")]
     status = "down" if required_down else "degraded" if down else "ready"
     body = {"status": status, "parts": parts, "degraded": down}
+    if not await is_operator(request):  # internal URLs and error texts are for operators (api/security.py)
+        body = {"status": status}
     return JSONResponse(body, status_code=503 if required_down else 200)

@@ -37,19 +37,33 @@ class RateLimits:
         self.per_ip: RateLimitItem = parse(settings.rate_limit_ip)
         self.tickets_per_session: RateLimitItem = parse(settings.rate_limit_tickets_session)
         self.tickets_per_ip: RateLimitItem = parse(settings.rate_limit_tickets_ip)
+        self.sessions_per_ip: RateLimitItem = parse(settings.rate_limit_sessions_ip)
+        self.feedback_per_ip: RateLimitItem = parse(settings.rate_limit_feedback_ip)
+        self.admin_failures: RateLimitItem = parse(settings.rate_limit_admin_failures)
 
-    async def check(self, scope: str, item: RateLimitItem, key: str) -> None:
-        """Count one request for `key`; 429 with Retry-After when the window is full."""
+    async def check(self, scope: str, item: RateLimitItem, key: str, what: str | None = None) -> None:
+        """Count one request for `key`; 429 with Retry-After when the window is full. `what` names the requests
+        in the message ("new conversations from this address") when `key` is a client address."""
         if await self.limiter.hit(item, scope, key):
             return
         stats = await self.limiter.get_window_stats(item, scope, key)
         retry_after = max(1, math.ceil(stats.reset_time - time.time()))
         metrics.RATE_LIMITED.labels(scope=scope).inc()
+        too_many = f"Too many {what} from this address" if what else f"Too many requests for this {scope}"
         raise HTTPException(
             429,
-            f"Too many requests for this {scope} (limit {item}). Try again in {retry_after} s.",
+            f"{too_many} (limit {item}). Try again in {retry_after} s.",
             headers={"Retry-After": str(retry_after)},
         )
+
+    async def check_new_session(self, request: Request) -> None:
+        """POST /api/sessions: each new conversation is a key in Redis, so an address may not mint them by the
+        hundred."""
+        await self.check("sessions", self.sessions_per_ip, client_ip(request), "new conversations")
+
+    async def check_feedback(self, request: Request) -> None:
+        """Ratings reach the support leads' console and review queue: counted per address."""
+        await self.check("feedback", self.feedback_per_ip, client_ip(request), "ratings")
 
     async def check_ip(self, request: Request) -> None:
         await self.check("client", self.per_ip, client_ip(request))
@@ -84,6 +98,24 @@ class RateLimits:
                 headers={"Retry-After": str(retry_after)},
             )
 
+    async def check_admin_failures(self, request: Request) -> None:
+        """429 once this address has sent too many wrong admin tokens (counted by `count_admin_failure`)."""
+        address = client_ip(request)
+        if await self.limiter.test(self.admin_failures, "admin-failures", address):
+            return
+        stats = await self.limiter.get_window_stats(self.admin_failures, "admin-failures", address)
+        retry_after = max(1, math.ceil(stats.reset_time - time.time()))
+        metrics.RATE_LIMITED.labels(scope="admin").inc()
+        raise HTTPException(
+            429,
+            f"Too many wrong admin tokens from this address (limit {self.admin_failures}). "
+            f"Try again in {retry_after} s.",
+            headers={"Retry-After": str(retry_after)},
+        )
+
+    async def count_admin_failure(self, request: Request) -> None:
+        await self.limiter.hit(self.admin_failures, "admin-failures", client_ip(request))
+
     async def forget_session(self, session_id: str) -> None:
         """Erasing a session erases its counters too (their keys name the session)."""
         await self.limiter.clear(self.per_session, "session", session_id)
@@ -91,5 +123,6 @@ class RateLimits:
 
 
 def client_ip(request: Request) -> str:
-    """The peer address; behind a proxy run uvicorn with --proxy-headers so this is the real client."""
+    """The client's address: the peer, or behind a TRUSTED_PROXIES proxy the right-most untrusted hop of
+    X-Forwarded-For (uvicorn's ProxyHeadersMiddleware, installed by server.py, rewrites the peer to it)."""
     return request.client.host if request.client else "unknown"

@@ -1,21 +1,31 @@
-"""`/metrics` (Prometheus; every series is defined in metrics.py) and the middleware counting HTTP requests."""
+"""`/metrics` (Prometheus; every series is defined in metrics.py), `/openapi.json`, and the middleware counting
+HTTP requests. Both routes are for operators (api/security.py: require_ops)."""
 
 from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.security import require_ops
 from metrics import REQUEST_SECONDS, REQUESTS
 
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/metrics", include_in_schema=False)
+@router.get("/metrics", include_in_schema=False, dependencies=[Depends(require_ops)])
 async def prometheus_metrics() -> Response:
+    """Behind ADMIN_TOKEN unless OPS_ROUTES_PUBLIC (Prometheus sends it with `authorization: credentials`)."""
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/openapi.json", include_in_schema=False, dependencies=[Depends(require_ops)])
+async def openapi_schema(request: Request) -> JSONResponse:
+    """The API schema, for operators and client generators: it maps every route, so not public by default."""
+    return JSONResponse(request.app.openapi())
 
 
 class MetricsMiddleware:

@@ -74,7 +74,7 @@ async def erase_session(state: Services, session_id: str) -> None:
     redis, settings = state.redis, state.settings
     await state.graph.checkpointer.adelete_thread(session_id)
     await AnswerRecords(redis, settings.session_ttl_seconds).erase_session(session_id)
-    await ReviewQueue(redis).erase_session(session_id)
+    await ReviewQueue(redis, retention_days=settings.log_retention_days).erase_session(session_id)
     await TicketStore(redis).forget_session(session_id)
     await ConversationLog(redis, settings.log_retention_days).delete_session(session_id)
     await state.limits.forget_session(session_id)

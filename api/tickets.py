@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from pydantic import BaseModel, EmailStr, Field
 
 from api import sessions
@@ -19,7 +19,7 @@ from api.webhook import announce_ticket, ticket_json
 from graph.transcript import last_question, shown_sources, transcript
 from tools.review import ReviewQueue
 from tools.text import strip_controls
-from tools.tickets import Status, TicketStore
+from tools.tickets import TICKET_ID_PATTERN, Status, TicketStore
 
 MAX_REASON_CHARS = 1000
 MAX_NOTE_CHARS = 4000
@@ -42,6 +42,8 @@ def store_of(redis: RedisDep) -> TicketStore:
 
 
 StoreDep = Annotated[TicketStore, Depends(store_of)]
+# Only ids the store issues: `open:<session>` names a pointer key, not a ticket (422, never a 500).
+TicketId = Annotated[str, Path(pattern=TICKET_ID_PATTERN, description="e.g. T-ABCDEFGH")]
 
 
 @router.post("", status_code=201)
@@ -72,7 +74,7 @@ async def open_ticket(
     if created:
         state.spawn(announce_ticket(state, data["ticket_id"]))
         record = {"session_id": body.session_id, "ticket_id": ticket.ticket_id, "question": last_question(messages)}
-        await ReviewQueue(state.redis).add(
+        await ReviewQueue(state.redis, retention_days=state.settings.log_retention_days).add(
             "escalation",
             record | {"answer": f"Ticket {ticket.ticket_id} opened by the customer: {reason or 'no reason given'}"},
         )
@@ -90,7 +92,7 @@ async def list_tickets(store: StoreDep, status: Annotated[str | None, Query(max_
 
 
 @router.get("/{ticket_id}", dependencies=[Depends(require_admin)])
-async def get_ticket(ticket_id: str, store: StoreDep) -> dict[str, Any]:
+async def get_ticket(ticket_id: TicketId, store: StoreDep) -> dict[str, Any]:
     ticket = await store.get(ticket_id)
     if ticket is None:
         raise HTTPException(404, f"No ticket {ticket_id!r}.")
@@ -98,7 +100,7 @@ async def get_ticket(ticket_id: str, store: StoreDep) -> dict[str, Any]:
 
 
 @router.patch("/{ticket_id}", dependencies=[Depends(require_admin)])
-async def update_ticket(ticket_id: str, body: TicketUpdate, store: StoreDep) -> dict[str, Any]:
+async def update_ticket(ticket_id: TicketId, body: TicketUpdate, store: StoreDep) -> dict[str, Any]:
     """Change the status and/or add a note."""
     if body.status is None and not body.note:
         raise HTTPException(422, "Send a status, a note, or both.")

@@ -80,6 +80,7 @@ def main() -> None:
             "CHROMA_URL": chroma_url,
             "KB_COLLECTION": "bench-abort",
             "RATE_LIMIT_IP": "1000000/minute",
+            "OPS_ROUTES_PUBLIC": "true",  # it reads /metrics
             "RATE_LIMIT_SESSION": "1000000/minute",
             "INGEST_ON_START": "",
             "LLM_MAX_TOKENS": "64",

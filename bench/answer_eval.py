@@ -167,6 +167,7 @@ def main() -> None:
     parser.add_argument("--judge-url", help="OpenAI-compatible endpoint of the judge (default: the answering LLM)")
     parser.add_argument("--judge-model", default="judge", help="model name sent to the judge")
     parser.add_argument("--out", type=Path, help="write every question's record as JSON here")
+    parser.add_argument("--prompt-tokens", type=int, help="LLM_PROMPT_TOKENS for the app (default: the preset's)")
     args = parser.parse_args()
 
     docs, questions = load_eval()
@@ -200,6 +201,9 @@ def main() -> None:
             "RATE_LIMIT_IP": "100000/minute",
             "RATE_LIMIT_TICKETS_IP": "100000/minute",
         }
+        if args.prompt_tokens:
+            env["LLM_PROMPT_TOKENS"] = str(args.prompt_tokens)
+        print(f"prompt budget: {args.prompt_tokens or settings.llm_prompt_tokens} tokens", flush=True)
         app = stack.enter_context(run_app(work / "app", env))
         judge_url = args.judge_url or llm_url
         print(f"answers: {model_name} at {llm_url}; judge: {args.judge_model} at {judge_url}")

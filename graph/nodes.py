@@ -25,6 +25,7 @@ from graph.state import State
 from graph.transcript import shown_sources, text_of, transcript
 from metrics import ESCALATION_REASONS, INJECTION_BLOCKED, LLM_ERRORS, OUTPUT_CHECKS, UNSUPPORTED_SENTENCES
 from tools.injection import REFUSAL, Verdict, detect_injection, llm_flags_injection, sanitize_input
+from tools.redact import redact
 from tools.sources import from_hits, public, worth_showing
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ async def guard_input(state: State, runtime: Runtime[Context]) -> dict[str, Any]
         verdict = Verdict(True, "llm_classifier")
     if verdict.blocked:
         INJECTION_BLOCKED.labels(kind=verdict.kind).inc()
-        log.warning("prompt injection refused (%s): %s", verdict.kind, verdict.matches)
+        log.warning("prompt injection refused (%s): %s", verdict.kind, [redact(m) for m in verdict.matches])
         return turn | {"next_step": "refuse", "escalation_reason": None}
     if state.get("escalate") or guard.asks_for_person(text):
         reason = "caller_request" if state.get("escalate") else "customer_request"

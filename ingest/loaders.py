@@ -1,6 +1,8 @@
 """Read one file into a title, an optional URL from front matter, and heading-aware sections.
 
 Every loader raises `Unreadable` with a reason a person can act on; the pipeline reports it and goes on.
+What a reader of the page never sees (HTML comments, hidden elements, control characters) is left out, and a
+title is one line (ingest/clean.py).
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import frontmatter
-from bs4 import BeautifulSoup, Tag
+from bs4 import BeautifulSoup, Comment, Tag
 from pypdf import PdfReader
 from pypdf.errors import PyPdfError
 
+from ingest.clean import BadDocument, clean_text, clean_title, strip_html_comments
 from ingest.splitter import Section, first_heading, markdown_sections, with_heading_paths
 from tools.anchors import Anchors
 
@@ -55,10 +58,15 @@ def load_markdown(raw: bytes, path: Path) -> Loaded:
         raise
     except Exception as error:  # malformed YAML in the front matter
         raise Unreadable(f"bad front matter: {' '.join(str(error).split())}") from None
-    sections = markdown_sections(post.content)
-    title = str(post.get("title") or "").strip() or first_heading(sections) or _name(path)
-    url = str(post.get("url") or "").strip()
-    return Loaded(title, url or None, sections)
+    sections = markdown_sections(strip_html_comments(clean_text(post.content)))
+    url = post.get("url")
+    if url is not None and not isinstance(url, str):
+        raise Unreadable(f"front matter url must be text, not a YAML {type(url).__name__}")
+    try:
+        title = clean_title(post.get("title") or "")
+    except BadDocument as error:
+        raise Unreadable(str(error)) from None
+    return Loaded(title or first_heading(sections) or _name(path), (url or "").strip() or None, sections)
 
 
 def _html_anchor(heading: Tag, anchors: Anchors, text: str) -> str:
@@ -70,9 +78,13 @@ def _html_anchor(heading: Tag, anchors: Anchors, text: str) -> str:
 
 def load_html(raw: bytes, path: Path) -> Loaded:
     """Sections by h1-h6; page chrome (nav, header, footer, scripts) left out; blocks become paragraphs."""
-    soup = BeautifulSoup(_decode(raw), "html.parser")
+    soup = BeautifulSoup(clean_text(_decode(raw)), "html.parser")
     page_title = soup.title.get_text(" ", strip=True) if soup.title else ""
     for tag in soup(_DROP):
+        tag.decompose()
+    for comment in soup.find_all(string=lambda text: isinstance(text, Comment)):
+        comment.extract()
+    for tag in soup.find_all(_hidden):
         tag.decompose()
     for link in soup.select("a.headerlink"):  # Sphinx's "¶" links
         link.decompose()
@@ -101,8 +113,15 @@ def load_html(raw: bytes, path: Path) -> Loaded:
     return Loaded(first_heading(sections) or page_title or _name(path), None, sections)
 
 
+def _hidden(tag: Tag) -> bool:
+    """An element the browser does not show: `hidden`, or an inline style that hides it."""
+    style = str(tag.get("style") or "").replace(" ", "").lower()
+    return tag.has_attr("hidden") or "display:none" in style or "visibility:hidden" in style
+
+
 def load_text(raw: bytes, path: Path) -> Loaded:
-    return Loaded(_name(path), None, [Section("", "", _decode(raw).strip())])
+    """Plain text is shown as written, so an HTML comment in it is text a reader sees and is kept."""
+    return Loaded(_name(path), None, [Section("", "", clean_text(_decode(raw)).strip())])
 
 
 def _pdf_outline(reader: PdfReader) -> dict[int, tuple[str, ...]]:
@@ -144,6 +163,7 @@ def load_pdf(raw: bytes, path: Path) -> Loaded:
     current: tuple[str, ...] = ()
     for number, text in enumerate(pages):
         current = outline.get(number, current)
+        text = clean_text(text)
         if text.strip():
             heading = current[-1] if current else ""
             sections.append(Section(heading, f"page={number + 1}", text.strip(), 0, current))
@@ -180,4 +200,8 @@ def load(path: Path, max_bytes: int) -> Loaded:
     loaded = LOADERS[path.suffix.lower()](path.read_bytes(), path)
     if not loaded.sections:
         raise Unreadable("no text (empty after front matter and markup)")
-    return loaded
+    try:  # one line of text, whichever loader found it (HTML <title>, PDF metadata, a heading)
+        title = clean_title(loaded.title) or _name(path)
+    except BadDocument as error:
+        raise Unreadable(str(error)) from None
+    return Loaded(title, loaded.url, loaded.sections)

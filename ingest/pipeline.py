@@ -8,6 +8,10 @@ What makes a re-run cheap and a crash harmless:
 - a changed file's new chunks are written before its stale ones are deleted, so an interrupted run leaves a
   usable index and the next run finishes the job;
 - after any change the collection's `kb_version` metadata is bumped, so searching processes rebuild BM25.
+
+What never reaches the index: a document whose front matter `url:` is no web address (skipped), and a chunk
+whose title or prose carries injected instructions (ingest/scan.py) — quarantined in `<collection>-quarantine`
+(tools/quarantine.py), listed in the summary and the console, and not counted in `file_chunks`.
 """
 
 from __future__ import annotations
@@ -17,25 +21,30 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from chromadb.api.models.Collection import Collection
 from tqdm import tqdm
 
+from ingest.clean import BadDocument, check_base_url, resolve_url
 from ingest.loaders import SUFFIXES, Loaded, Unreadable, check_size, load
+from ingest.scan import excerpt, scan_chunk
 from ingest.splitter import split_words
 from settings import Settings
+from tools import quarantine as quarantine_store
 from tools.documents import INDEX_VERSION, Chunk, index_text
 from tools.embeddings import get_embeddings
+from tools.quarantine import Quarantined
 from tools.store import get_collection
 
 log = logging.getLogger(__name__)
 
 EMBED_BATCH = 256  # chunks embedded and written per call: larger batches let the model sort by length (less padding)
 PAGE = 5000  # rows per collection.get()/delete() call (Chroma's limit is 5 461)
-SPLITTER_VERSION = "3"  # bump when the splitting changes, so every file is re-chunked once (3: heading paths)
+SPLITTER_VERSION = "4"  # bump when the splitting changes, so every file is re-chunked once (4: hidden text out)
 
 Metadata = dict[str, Any]
 
@@ -54,11 +63,26 @@ class IngestReport:
     files: int = 0  # supported files found under the paths
     seconds: float = 0.0
     embedded: int = 0  # texts sent to the embedding model (= added + updated)
+    quarantined: list[Quarantined] = field(default_factory=list)  # chunks of the seen files kept out of the index
 
     def __str__(self) -> str:
         return (
             f"ingest: {self.files} files seen, {len(self.skipped)} skipped; chunks: {self.added} added, "
-            f"{self.updated} updated, {self.unchanged} unchanged, {self.deleted} deleted; {self.seconds:.1f} s"
+            f"{self.updated} updated, {self.unchanged} unchanged, {self.deleted} deleted, "
+            f"{len(self.quarantined)} quarantined; {self.seconds:.1f} s"
+        )
+
+
+@dataclass
+class CheckReport(IngestReport):
+    """What `check` found: every chunk of the files read, none written."""
+
+    chunks: int = 0
+
+    def __str__(self) -> str:
+        return (
+            f"check: {self.files} files seen, {len(self.skipped)} skipped; chunks: {self.chunks} read, "
+            f"{len(self.quarantined)} would be quarantined; nothing written; {self.seconds:.1f} s"
         )
 
 
@@ -112,6 +136,21 @@ def page_url(loaded: Loaded, file: Path, root: Path, base_url: str | None, ancho
     return f"{page}#{anchor}" if anchor else page
 
 
+def why_skipped(file: Path, error: Exception) -> str:
+    """The line the summary prints for a file that cannot be ingested."""
+    if isinstance(error, Unreadable | BadDocument):
+        return str(error)
+    if isinstance(error, OSError):
+        return f"cannot read: {error.strerror or error}"
+    log.debug("cannot parse %s", file, exc_info=True)
+    return f"cannot parse: {type(error).__name__}: {error}"
+
+
+def checked_url(loaded: Loaded, base_url: str | None) -> Loaded:
+    """The front matter `url:` made a web address (a relative one against --base-url); BadDocument if it is none."""
+    return loaded if loaded.url is None else replace(loaded, url=resolve_url(loaded.url, base_url))
+
+
 def chunk_file(file: Path, root: Path, loaded: Loaded, file_hash: str, base_url: str | None, words: int) -> list[Chunk]:
     """Sections split into pieces of ~`words` words; a passage repeated in one section is kept once."""
     chunks: dict[str, Chunk] = {}
@@ -147,15 +186,47 @@ def read_state(collection: Collection) -> dict[str, dict[str, Metadata]]:
             offset += PAGE
 
 
-def is_complete(old: dict[str, Metadata], current_hash: str) -> bool:
-    """All of the file's chunks are stored, from this very version of it."""
-    return bool(old) and all(
-        meta.get("file_hash") == current_hash and meta.get("file_chunks") == len(old) for meta in old.values()
+def is_complete(old: dict[str, Metadata], current_hash: str, held: dict[str, Quarantined] | None = None) -> bool:
+    """All of the file's chunks are stored (indexed, or quarantined), from this very version of it."""
+    held = held or {}
+    return (
+        bool(old or held)
+        and all(meta.get("file_hash") == current_hash and meta.get("file_chunks") == len(old) for meta in old.values())
+        and all(record.file_hash == current_hash for record in held.values())
     )
 
 
 def _metadata(chunk: Chunk, total: int) -> Metadata:
     return {**chunk.metadata(), "file_chunks": total}
+
+
+def quarantine_injected(chunks: list[Chunk], kept: dict[str, Quarantined]) -> tuple[list[Chunk], list[Quarantined]]:
+    """The chunks to index, and the records of those that carry injected instructions (a chunk quarantined
+    before keeps its first date)."""
+    clean: list[Chunk] = []
+    held: list[Quarantined] = []
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    for chunk in chunks:
+        finding = scan_chunk(chunk.title, chunk.text)
+        if finding is None:
+            clean.append(chunk)
+            continue
+        earlier = kept.get(chunk.chunk_id)
+        held.append(
+            Quarantined(
+                chunk_id=chunk.chunk_id,
+                source=chunk.source,
+                url=chunk.url,
+                title=chunk.title,
+                section=chunk.section,
+                kind=finding.kind,
+                reason=finding.reason,
+                excerpt=excerpt(chunk.title if finding.where == "title" else chunk.text, finding.match),
+                file_hash=chunk.file_hash,
+                quarantined_at=earlier.quarantined_at if earlier else now,
+            )
+        )
+    return clean, held
 
 
 class _Writer:
@@ -267,10 +338,15 @@ def ingest(
     started = time.perf_counter()
     if settings.chunk_words < 1:
         raise ValueError(f"CHUNK_WORDS must be at least 1 (got {settings.chunk_words})")
+    if base_url is not None:
+        check_base_url(base_url)
     paths = [Path(path) for path in paths]
     report = IngestReport()
     store = open_collection(settings, collection)
     existing = read_state(store)
+    with _store("reading the quarantine"):
+        held = quarantine_store.open_quarantine(settings, store)
+        quarantined = quarantine_store.by_source(held)
     files = discover(paths, report)
     report.files = len(files)
     writer = _Writer(store, settings, report)
@@ -280,24 +356,24 @@ def ingest(
         for file, root in progress:
             progress.set_postfix(embedded=report.embedded, refresh=False)
             old = existing.get(str(file), {})
+            old_held = quarantined.get(str(file), {})
             try:
                 check_size(file, max_bytes)  # before hashing: never read a huge file
                 current_hash = file_hash(file, settings, base_url)
-                if is_complete(old, current_hash):
+                if is_complete(old, current_hash, old_held):
                     report.unchanged += len(old)
+                    report.quarantined.extend(old_held.values())
                     continue
-                loaded = load(file, max_bytes)
-            except Unreadable as error:
-                report.skipped.append((str(file), str(error)))
-                continue
-            except OSError as error:
-                report.skipped.append((str(file), f"cannot read: {error.strerror or error}"))
-                continue
-            except Exception as error:  # a parser choking on odd input must not stop the run
-                log.debug("cannot parse %s", file, exc_info=True)
-                report.skipped.append((str(file), f"cannot parse: {type(error).__name__}: {error}"))
+                loaded = checked_url(load(file, max_bytes), base_url)
+            except Exception as error:  # a bad file, or a parser choking on odd input: never stops the run
+                report.skipped.append((str(file), why_skipped(file, error)))
+                report.quarantined.extend(old_held.values())  # a file that turned bad keeps what it had
                 continue
             chunks = chunk_file(file, root, loaded, current_hash, base_url, settings.chunk_words)
+            chunks, records = quarantine_injected(chunks, old_held)
+            with _store("writing the quarantine"):  # before the file's chunks are indexed or removed
+                quarantine_store.replace(held, records, list(old_held))
+            report.quarantined.extend(records)
             to_embed, job = plan_file(chunks, old)
             report.unchanged += len(chunks) - len(to_embed)
             writer.add(job, to_embed)
@@ -308,6 +384,14 @@ def ingest(
             for source, rows in existing.items():
                 if source not in seen and any(Path(source).is_relative_to(root) for root in roots):
                     writer.delete(list(rows))
+            gone = [
+                chunk_id
+                for source, records in quarantined.items()
+                if source not in seen and any(Path(source).is_relative_to(root) for root in roots)
+                for chunk_id in records
+            ]
+            with _store("pruning the quarantine"):
+                quarantine_store.remove(held, gone)
     except BaseException:  # Ctrl-C or a store failure: what was written stays; searchers should still see it
         if writer.changed:
             with suppress(Exception):
@@ -315,5 +399,28 @@ def ingest(
         raise
     if writer.changed:
         bump_version(store)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def check(paths: list[Path], settings: Settings, *, base_url: str | None = None) -> CheckReport:
+    """Read, clean, chunk and scan `paths` as `ingest` would, without the knowledge base: which files would be
+    skipped and which chunks quarantined (`python -m ingest --check`)."""
+    started = time.perf_counter()
+    if base_url is not None:
+        check_base_url(base_url)
+    report = CheckReport()
+    files = discover([Path(path) for path in paths], report)
+    report.files = len(files)
+    max_bytes = int(settings.ingest_max_file_mb * 1_000_000)
+    for file, root in files:
+        try:
+            loaded = checked_url(load(file, max_bytes), base_url)
+        except Exception as error:
+            report.skipped.append((str(file), why_skipped(file, error)))
+            continue
+        chunks = chunk_file(file, root, loaded, "", base_url, settings.chunk_words)
+        report.chunks += len(chunks)
+        report.quarantined.extend(quarantine_injected(chunks, {})[1])
     report.seconds = time.perf_counter() - started
     return report

@@ -88,24 +88,25 @@ def split_words(text: str, max_words: int) -> list[str]:
         raise ValueError("max_words must be at least 1")
     if len(text.split()) <= max_words:
         return [text]
-    units: list[str] = []
-    for paragraph in _PARAGRAPH.split(text):
+    units: list[tuple[int, str]] = []  # (paragraph number, text): sentences of one paragraph stay one paragraph
+    for number, paragraph in enumerate(_PARAGRAPH.split(text)):
         if len(paragraph.split()) <= max_words:
-            units.append(paragraph)
+            units.append((number, paragraph))
             continue
         for sentence in _SENTENCE_END.split(paragraph):
             words = sentence.split()
-            units.extend(" ".join(words[i : i + max_words]) for i in range(0, len(words), max_words))
+            units.extend((number, " ".join(words[i : i + max_words])) for i in range(0, len(words), max_words))
     pieces: list[str] = []
-    current: list[str] = []
-    size = 0
-    for unit in units:
+    current = ""
+    size, last = 0, -1
+    for number, unit in units:
         unit_size = len(unit.split())
         if current and size + unit_size > max_words:
-            pieces.append("\n\n".join(current))
-            current, size = [], 0
-        current.append(unit)
+            pieces.append(current)
+            current, size = "", 0
+        current += ("" if not current else " " if number == last else "\n\n") + unit
         size += unit_size
+        last = number
     if current:
-        pieces.append("\n\n".join(current))
+        pieces.append(current)
     return [piece.strip() for piece in pieces if piece.strip()]

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 
+from api.http_protocol import HTTP_PROTOCOL
 from launcher.services import free_port
 from settings import Settings
 from tools.documents import Chunk, index_text
@@ -97,7 +98,10 @@ def run_app(work: Path, env: dict[str, str], timeout: float = 120.0) -> Iterator
     work.mkdir(parents=True, exist_ok=True)
     log = work / f"app-{port}.log"
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "INGEST_ON_START": "", "DATA_DIR": str(work / "data"), **env}
+    # As the Dockerfile runs it: no client-written X-Forwarded-For believed (the app applies TRUSTED_PROXIES), and
+    # the HTTP parser's own refusals in JSON.
     command = [sys.executable, "-m", "uvicorn", "server:create_app", "--factory", "--host", "127.0.0.1"]
+    command += ["--no-proxy-headers", "--http", HTTP_PROTOCOL]
     with log.open("wb") as out:
         process = subprocess.Popen(
             [*command, "--port", str(port), "--log-level", "warning"],

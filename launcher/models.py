@@ -23,6 +23,7 @@ from settings import (
     PRODUCT_LOCAL_MODEL,
     LocalModelError,
     Settings,
+    SettingsError,
     SplitGGUF,
     bundled_package_path,
     get_settings,
@@ -201,5 +202,5 @@ if __name__ == "__main__":
         sys.exit("usage: python -m launcher.models missing [PRESET]")
     try:
         print(" ".join(_missing_requirements(sys.argv[2:])))
-    except LocalModelError as error:
+    except (LocalModelError, SettingsError) as error:  # one line per problem, no traceback (./run shows it)
         sys.exit(str(error))

@@ -8,7 +8,10 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from conftest import API_ADMIN_TOKEN
+
 pytestmark = pytest.mark.slow
+ADMIN = {"Authorization": f"Bearer {API_ADMIN_TOKEN}"}
 
 
 @pytest.fixture
@@ -24,9 +27,9 @@ def test_health_answers_while_the_process_runs(client: httpx.Client) -> None:
     assert response.json() == {"status": "ok"}
 
 
-def test_ready_reports_every_part_by_name(client: httpx.Client) -> None:
+def test_ready_reports_every_part_by_name_to_operators(client: httpx.Client) -> None:
     """Redis, Chroma and each LLM endpoint are probed; all up → 200 "ready"."""
-    response = client.get("/ready")
+    response = client.get("/ready", headers=ADMIN)
     body = response.json()
     assert response.status_code == 200, body
     assert body["status"] == "ready"
@@ -35,6 +38,14 @@ def test_ready_reports_every_part_by_name(client: httpx.Client) -> None:
     assert any(name.startswith("llm:") for name in names)
     assert all(part["status"] == "up" for part in body["parts"])
     assert body["degraded"] == []
+
+
+def test_ready_tells_the_public_its_status_and_nothing_inside(client: httpx.Client) -> None:
+    """The parts' internal URLs and error texts are for operators; a probe needs only the status and code."""
+    for headers in ({}, {"Authorization": "Bearer not-the-token"}):
+        response = client.get("/ready", headers=headers)
+        assert response.status_code == 200
+        assert response.json() == {"status": "ready"}
 
 
 def test_every_response_carries_the_security_headers(client: httpx.Client) -> None:
@@ -48,16 +59,15 @@ def test_every_response_carries_the_security_headers(client: httpx.Client) -> No
         assert headers["referrer-policy"] == "strict-origin-when-cross-origin"
 
 
-def test_the_langserve_playground_gets_its_own_looser_policy(client: httpx.Client) -> None:
-    """The playground is a prebuilt app with inline scripts; only its own path is loosened."""
-    csp = client.get("/agent/playground/").headers["content-security-policy"]
-    assert "'unsafe-inline'" in csp
-    assert "'unsafe-inline'" not in client.get("/").headers["content-security-policy"]
+def test_no_page_loosens_the_policy_not_even_the_old_playground_path(client: httpx.Client) -> None:
+    """The LangServe playground (inline scripts) is not served, so no path needs 'unsafe-inline'."""
+    for path in ("/", "/console", "/agent/playground/"):
+        assert "'unsafe-inline'" not in client.get(path).headers["content-security-policy"]
 
 
-def test_metrics_expose_the_chat_counters(client: httpx.Client) -> None:
+def test_metrics_expose_the_chat_counters_to_operators(client: httpx.Client) -> None:
     client.get("/health")
-    text = client.get("/metrics").text
+    text = client.get("/metrics", headers=ADMIN).text
     for name in (
         "http_requests_total",
         "chat_time_to_first_token_seconds",

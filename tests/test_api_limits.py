@@ -24,6 +24,7 @@ def app(app_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppPro
         "LLM_BASE_URL": f"http://127.0.0.1:{free_port()}/v1",  # nothing listens there
         "RATE_LIMIT_SESSION": "2/minute",
         "RATE_LIMIT_IP": "5/minute",
+        "OPS_ROUTES_PUBLIC": "true",  # no ADMIN_TOKEN here, and the tests read /metrics
     }
     with run_app(tmp_path_factory.mktemp("limits-app"), env) as process:
         yield process

@@ -130,8 +130,9 @@ def test_support_leads_list_read_and_update_tickets(client: httpx.Client) -> Non
     assert "Refunded" in json.dumps(updated.json()["notes"])
     open_now = client.get("/api/tickets", params={"status": "open"}, headers=ADMIN).json()["tickets"]
     assert ticket_id not in [t["ticket_id"] for t in open_now]
-    assert client.get("/api/tickets/NOPE-1", headers=ADMIN).status_code == 404
-    assert client.patch("/api/tickets/NOPE-1", json={"status": "resolved"}, headers=ADMIN).status_code == 404
+    assert client.get("/api/tickets/T-AAAAAAAA", headers=ADMIN).status_code == 404  # the shape of an id, no ticket
+    assert client.patch("/api/tickets/T-AAAAAAAA", json={"status": "resolved"}, headers=ADMIN).status_code == 404
+    assert client.get("/api/tickets/NOPE-1", headers=ADMIN).status_code == 422  # not the shape of a ticket id
     assert client.patch(f"/api/tickets/{ticket_id}", json={}, headers=ADMIN).status_code == 422
 
 

@@ -62,3 +62,12 @@ def test_docker_compose_accepts_the_file_where_an_engine_runs() -> None:
     env = {"HF_TOKEN": "x", "ADMIN_TOKEN": "x", "PATH": "/usr/bin:/bin"}
     result = subprocess.run(["docker", "compose", "-f", str(DEPLOY / "compose.yaml"), "config", "-q"], env=env)
     assert result.returncode == 0
+
+
+def test_the_app_trusts_exactly_the_shipped_proxy_and_uvicorn_trusts_no_header_itself(compose: dict) -> None:
+    """The app believes X-Forwarded-For from nginx's fixed address alone (tests/test_forwarded.py runs that nginx)."""
+    nginx_address = compose["services"]["nginx"]["networks"]["default"]["ipv4_address"]
+    assert compose["services"]["app"]["environment"]["TRUSTED_PROXIES"] == nginx_address
+    command = (DEPLOY / "Dockerfile").read_text().rsplit("CMD", 1)[1]
+    assert "--no-proxy-headers" in command and "--forwarded-allow-ips" not in command
+    assert "api.http_protocol:Protocol" in command

@@ -10,6 +10,7 @@ import pytest
 
 from conftest import API_ADMIN_TOKEN
 from helpers.sse import chat_events, payload
+from helpers.wait import eventually
 from settings import Settings
 from tools.embeddings import get_embeddings
 from tools.review import unanswered_report
@@ -50,3 +51,22 @@ def test_escalations_and_thumbs_down_reach_the_review_queue(app_server: Any) -> 
         assert report.status_code == 200
         assert any("Mars" in q for group in report.json()["groups"] for q in group["questions"])
         assert client.get("/api/review", params={"kind": "bogus"}, headers=ADMIN).status_code == 422
+
+
+@pytest.mark.slow
+def test_a_second_thumbs_down_on_one_answer_updates_its_review_item(app_server: Any) -> None:
+    """One item per message for the leads, however often its answer is rated down."""
+    with httpx.Client(base_url=app_server.url, timeout=120) as client:
+        answered = chat_events(client, {"message": "How long is the password reset link valid?"})
+        message_id = payload(answered, "done")["message_id"]
+
+        def rate(comment: str) -> int:
+            return client.post(
+                f"/api/messages/{message_id}/feedback", json={"rating": "down", "comment": comment}
+            ).status_code
+
+        assert eventually(lambda: rate("too vague") == 201)
+        assert [rate(f"still vague ({n})") for n in range(3)] == [201] * 3
+        downs = client.get("/api/review", params={"kind": "thumbs_down"}, headers=ADMIN).json()["items"]
+        (item,) = [item for item in downs if item["message_id"] == message_id]
+        assert item["comment"] == "still vague (2)" and item["count"] >= 4 and "thumbs_down" in item["kinds"]

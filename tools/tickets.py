@@ -29,6 +29,9 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+TICKET_ID_PATTERN = r"^T-[A-Z2-7]{8}$"  # what new_ticket_id makes: 40 random bits in base32
+
+
 def new_ticket_id() -> str:
     return "T-" + b32encode(secrets.token_bytes(5)).decode()
 

@@ -1,6 +1,6 @@
 // Support-lead console: sign in with the admin token (kept in sessionStorage: this tab only), list tickets
 // by status (newest first), read a ticket's whole transcript with the sources the bot showed, change its
-// status with a note, and review thumbs-down answers.
+// status with a note, review thumbs-down answers, and see the passages ingestion quarantined.
 import { leadRequest } from "./api.js";
 import { renderMarkdown, safeUrl } from "./render.js";
 
@@ -303,14 +303,53 @@ async function loadReview() {
   }
 }
 
+async function loadQuarantine() {
+  $("quarantine-status").textContent = "Loading…";
+  let chunks;
+  try {
+    chunks = (await api("/api/review/quarantine")).chunks;
+  } catch (error) {
+    $("quarantine-status").textContent = `Could not load the quarantine: ${error.message}`;
+    return;
+  }
+  $("quarantine-list").replaceChildren(...chunks.map(quarantineItem));
+  $("quarantine-status").textContent = chunks.length
+    ? `${chunks.length} passage${chunks.length === 1 ? "" : "s"} kept out of the knowledge base`
+    : "Nothing is quarantined.";
+}
+
+/** One quarantined chunk ({source, url, title, section, kind, reason, excerpt, quarantined_at}); all as text. */
+function quarantineItem(chunk) {
+  const card = el("li", "feedback-card quarantined");
+  const meta = el("div", "turn-meta");
+  meta.append(el("span", "badge", String(chunk.kind || "").replace(/_/g, " ")), el("span", "", formatTime(chunk.quarantined_at)));
+  card.append(meta, el("h3", "", [chunk.title, chunk.section].filter(Boolean).join(" › ") || "(untitled)"));
+  const facts = el("dl", "facts");
+  const url = safeUrl(chunk.url);
+  const link = el(url ? "a" : "span", "", chunk.url);
+  if (url) {
+    link.href = url;
+    link.target = "_blank";
+    link.rel = "noopener noreferrer";
+  }
+  for (const [term, value] of [["File", el("code", "", chunk.source)], ["Link", link], ["Why", el("span", "", chunk.reason)]]) {
+    const dd = el("dd");
+    dd.append(value);
+    facts.append(el("dt", "", term), dd);
+  }
+  card.append(facts, el("blockquote", "excerpt", chunk.excerpt));
+  return card;
+}
+
 function showTab(name) {
-  for (const tab of ["tickets", "feedback", "review"]) {
+  for (const tab of ["tickets", "feedback", "review", "quarantine"]) {
     $(`tab-${tab}`).setAttribute("aria-pressed", String(tab === name));
     $(`${tab}-view`).hidden = tab !== name;
   }
   if (name === "tickets") loadTickets();
   else if (name === "feedback") loadFeedback();
-  else loadReview();
+  else if (name === "review") loadReview();
+  else loadQuarantine();
 }
 
 $("sign-in").addEventListener("submit", (event) => {
@@ -323,6 +362,7 @@ $("refresh").addEventListener("click", loadTickets);
 $("tab-tickets").addEventListener("click", () => showTab("tickets"));
 $("tab-feedback").addEventListener("click", () => showTab("feedback"));
 $("tab-review").addEventListener("click", () => showTab("review"));
+$("tab-quarantine").addEventListener("click", () => showTab("quarantine"));
 
 if (token) signIn(token);
 else showSignIn();
