@@ -44,12 +44,15 @@ class RateLimits:
     async def check(self, scope: str, item: RateLimitItem, key: str, what: str | None = None) -> None:
         """Count one request for `key`; 429 with Retry-After when the window is full. `what` names the requests
         in the message ("new conversations from this address") when `key` is a client address."""
-        if await self.limiter.hit(item, scope, key):
-            return
+        if not await self.limiter.hit(item, scope, key):
+            too_many = f"Too many {what} from this address" if what else f"Too many requests for this {scope}"
+            await self.refuse(scope, item, key, too_many)
+
+    async def refuse(self, scope: str, item: RateLimitItem, key: str, too_many: str) -> None:
+        """The 429: `too_many` (a sentence's start), the limit, and when its window has room again."""
         stats = await self.limiter.get_window_stats(item, scope, key)
         retry_after = max(1, math.ceil(stats.reset_time - time.time()))
         metrics.RATE_LIMITED.labels(scope=scope).inc()
-        too_many = f"Too many {what} from this address" if what else f"Too many requests for this {scope}"
         raise HTTPException(
             429,
             f"{too_many} (limit {item}). Try again in {retry_after} s.",
@@ -101,17 +104,10 @@ class RateLimits:
     async def check_admin_failures(self, request: Request) -> None:
         """429 once this address has sent too many wrong admin tokens (counted by `count_admin_failure`)."""
         address = client_ip(request)
-        if await self.limiter.test(self.admin_failures, "admin-failures", address):
-            return
-        stats = await self.limiter.get_window_stats(self.admin_failures, "admin-failures", address)
-        retry_after = max(1, math.ceil(stats.reset_time - time.time()))
-        metrics.RATE_LIMITED.labels(scope="admin").inc()
-        raise HTTPException(
-            429,
-            f"Too many wrong admin tokens from this address (limit {self.admin_failures}). "
-            f"Try again in {retry_after} s.",
-            headers={"Retry-After": str(retry_after)},
-        )
+        if not await self.limiter.test(self.admin_failures, "admin-failures", address):
+            await self.refuse(
+                "admin-failures", self.admin_failures, address, "Too many wrong admin tokens from this address"
+            )
 
     async def count_admin_failure(self, request: Request) -> None:
         await self.limiter.hit(self.admin_failures, "admin-failures", client_ip(request))

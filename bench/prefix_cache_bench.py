@@ -16,9 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 from openai import OpenAI
 
-from graph.prompts import SYSTEM, format_sources
+from graph.prompts import SYSTEM, answer_prompt, format_sources
 from launcher.services import free_port, start_llm
 from settings import Settings
 
@@ -34,13 +35,16 @@ TURNS = [
 ]
 
 
+ROLES = {"system": "system", "human": "user", "ai": "assistant"}
+
+
 def product_order(turn: int) -> list[dict[str, str]]:
-    messages = [{"role": "system", "content": SYSTEM}]
+    """The product's own prompt (graph/prompts.answer_prompt): instructions, earlier turns, sources, question."""
+    history: list[AnyMessage] = []
     for question, answer in TURNS[:turn]:
-        messages += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
-    question = TURNS[turn][0]
-    messages.append({"role": "user", "content": f"Sources:\n{format_sources(SOURCES[turn])}\n\nQuestion: {question}"})
-    return messages
+        history += [HumanMessage(question), AIMessage(answer)]
+    prompt = answer_prompt(history, SOURCES[turn], TURNS[turn][0], turns=len(TURNS))
+    return [{"role": ROLES[m.type], "content": str(m.content)} for m in prompt]
 
 
 def sources_first(turn: int) -> list[dict[str, str]]:

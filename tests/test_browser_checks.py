@@ -364,7 +364,7 @@ def test_over_http_the_stream_never_carries_what_is_withheld_and_done_is_what_is
         assert names.count("token") >= 3, "it streams in pieces, not in one block"
         prompt = llm.requests[-1]["messages"]
         assert prompt[0]["role"] == "system" and QUESTION in prompt[-1]["content"], prompt
-        assert "expires after 30 minutes" in prompt[-1]["content"], "the retrieved page is in the prompt"
+        assert "expires after 30 minutes" in prompt[-2]["content"], "the retrieved page is in the prompt"
     check_stored_and_logged(app, payload(events, "session")["session_id"], done, case)
 
 

@@ -37,8 +37,12 @@ def test_escalations_and_thumbs_down_reach_the_review_queue(app_server: Any) -> 
         assert client.get("/api/review").status_code == 401
         escalated = chat_events(client, {"message": "Do you sell gift cards for Mars?", "escalate": True})
         ticket_id = payload(escalated, "escalated")["ticket_id"]
-        queue = client.get("/api/review", params={"kind": "escalation"}, headers=ADMIN).json()["items"]
-        assert ticket_id in [item.get("ticket_id") for item in queue]
+
+        def escalations() -> list[str]:  # written by the after-turn recorder, once `done` has been sent
+            queue = client.get("/api/review", params={"kind": "escalation"}, headers=ADMIN).json()["items"]
+            return [item.get("ticket_id") for item in queue]
+
+        assert eventually(lambda: ticket_id in escalations(), timeout=15)
 
         answered = chat_events(client, {"message": "How long is the password reset link valid?"})
         message_id = payload(answered, "done")["message_id"]
