@@ -93,7 +93,7 @@ async def require_admin(
         raise HTTPException(
             401, "Send the admin token as 'Authorization: Bearer <token>'.", headers={"WWW-Authenticate": "Bearer"}
         )
-    if not secrets.compare_digest(credentials.credentials.encode(), settings.admin_token.encode()):
+    if not is_admin_token(settings, credentials):
         await state.limits.count_admin_failure(request)
         raise HTTPException(403, "The admin token is wrong.")
 
@@ -111,7 +111,11 @@ async def is_operator(request: Request) -> bool:
     settings = settings_of(request)
     if settings.ops_routes_public:
         return True
-    credentials = await _bearer(request)
+    return is_admin_token(settings, await _bearer(request))
+
+
+def is_admin_token(settings: Settings, credentials: HTTPAuthorizationCredentials | None) -> bool:
+    """The one comparison with ADMIN_TOKEN, in constant time."""
     return bool(
         settings.admin_token
         and credentials is not None
