@@ -17,6 +17,8 @@ REQUEST_SECONDS = Histogram(
 )
 RATE_LIMITED = Counter("rate_limited_requests_total", "Requests refused with 429", ["scope"])
 WEBHOOK = Counter("ticket_webhook_deliveries_total", "Ticket webhook deliveries", ["result"])
+# Analytics (api/analytics.py): turns or ratings that could not be counted (each is logged; the turn goes on)
+ANALYTICS_FAILURES = Counter("analytics_record_failures_total", "Analytics updates that failed", ["kind"])
 
 # Chat streams (api/chat.py)
 FIRST_TOKEN_SECONDS = Histogram(

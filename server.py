@@ -19,7 +19,11 @@ from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from api import access_log, agent, chat, feedback, frontend, health, metrics, review, search, sessions, tickets
+from api import analytics as analytics_routes
 from api import help as help_pages
+from api import live as live_takeover
+from api import starters as starter_questions
+from api import verified as verified_answers
 from api.deps import Services
 from api.errors import add_error_handlers
 from api.limits import RateLimits
@@ -85,6 +89,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     access_log.install()  # no query strings (customers' text) in uvicorn's access log
     for module in (health, metrics, search, chat, sessions, tickets, feedback, review, help_pages):
         app.include_router(module.router)
+    app.include_router(starter_questions.router)  # starter questions on the empty chat (api/starters.py)
+    app.include_router(analytics_routes.router)  # the console's charts and CSV (api/analytics.py)
+    app.include_router(live_takeover.router)  # a support lead takes over the chat (api/live.py)
+    app.include_router(verified_answers.router)  # curated answers sent without the LLM (api/verified.py)
     agent.add_agent_routes(app, graph, state.context)
     frontend.add_frontend_routes(app)
 

@@ -158,6 +158,10 @@ class Settings(BaseSettings):
     # below LOW_RELEVANCE_SCORE are queued too (and feed the unanswered-questions report).
     quality_sample_rate: float = Field(default=0.05, ge=0, le=1)
     low_relevance_score: float = 0.4
+    # Verified answers (tools/verified.py): a question matches a variant at this embedding similarity AND this share
+    # of the variant's content words; chosen on bench/verified_paraphrases.json (docs/verified-answers.md).
+    verified_min_similarity: float = 0.67
+    verified_min_overlap: float = 0.0
     admin_token: str | None = None
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Reverse proxies whose X-Forwarded-For is believed (IPs or CIDR networks, comma-separated). Empty: none, the
@@ -177,6 +181,10 @@ class Settings(BaseSettings):
     # Escalation (graph/nodes.py): when the docs have nothing or the model is unsure, the bot offers a person and
     # opens the ticket when the customer accepts; AUTO_ESCALATE=true opens it at once instead.
     auto_escalate: bool = False
+    # Live takeover (tools/live.py): when a person answers. "Mon-Fri 09:00-17:00; Sat 10:00-14:00" in OFFICE_TIMEZONE;
+    # empty: always. Outside them the escalation says when a person will answer; inside, that one is being fetched.
+    office_hours: str = ""
+    office_timezone: str = "UTC"
     rate_limit_tickets_session: str = "3/day"  # new tickets (not updates of the open one) per session
     rate_limit_tickets_ip: str = "10/hour"  # new tickets per client address
     rate_limit_sessions_ip: str = "30/minute"  # POST /api/sessions (new conversations for /agent) per client address
@@ -184,6 +192,18 @@ class Settings(BaseSettings):
     ticket_webhook_url: str | None = None
     ticket_webhook_attempts: int = 5
     ticket_webhook_backoff_seconds: float = 1.0
+    # Ticket hand-off (api/webhook.py, docs/helpdesk.md): HMAC-SHA256 key signing TICKET_WEBHOOK_URL's posts; a
+    # Slack incoming-webhook URL for a short message per ticket; the app's public address, for the console link.
+    ticket_webhook_secret: str | None = None
+    ticket_slack_webhook_url: str | None = None
+    public_url: str | None = None
+    # Starter questions on the empty chat (tools/starters.py): an answered question is suggested once this many
+    # sessions asked it (unless the lead configured a list); the page shows at most STARTER_COUNT of them.
+    starter_min_sessions: int = 5
+    starter_count: int = Field(default=4, ge=1, le=8)
+    starter_cache_seconds: float = 10.0  # each process keeps GET /api/starters this long (browsers too)
+    # Analytics (tools/analytics.py): days each day's counters are kept, and the longest range the console asks for.
+    analytics_retention_days: int = 400
 
     @field_validator("llm_base_url", "cors_origins", "ingest_on_start", "trusted_proxies", mode="before")
     @classmethod
@@ -319,11 +339,15 @@ POSITIVE = {
     "chat_lock_seconds",
     "redis_max_connections",
     "ticket_webhook_attempts",
+    "starter_min_sessions",
+    "analytics_retention_days",
 }
 NOT_NEGATIVE = {"llm_prompt_tokens", "history_turns", "kb_refresh_seconds", "sse_ping_seconds"}
 NOT_NEGATIVE |= {"ticket_webhook_backoff_seconds"}
+NOT_NEGATIVE |= {"starter_cache_seconds"}
 SHARES = {"relevance_threshold", "low_relevance_score"}  # cosine similarities, 0..1
-HTTP_URLS = {"llm_base_url", "chroma_url", "ticket_webhook_url"}
+SHARES |= {"verified_min_similarity", "verified_min_overlap"}
+HTTP_URLS = {"llm_base_url", "chroma_url", "ticket_webhook_url", "ticket_slack_webhook_url", "public_url"}
 KB_COLLECTION = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]")
 LABEL = r"[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
 HOST_NAME = re.compile(rf"(?=.{{1,253}}$){LABEL}(\.{LABEL})*")
@@ -392,6 +416,10 @@ def setting_problem(name: str, value: Any) -> str | None:
         return "must be CSP sources separated by spaces, e.g. 'self' https://www.example.com (no ';', ',', line breaks)"
     if name == "host" and not (HOST_NAME.fullmatch(value) or _is_ip(value)):
         return "must be an IP address or a host name, e.g. 127.0.0.1 or 0.0.0.0"
+    if name in ("office_hours", "office_timezone"):
+        from tools.live import office_hours_problem, timezone_problem
+
+        return office_hours_problem(value) if name == "office_hours" else timezone_problem(value)
     if name == "embedding_model" and not value.strip():
         return "must name a sentence-transformers model (a hub name or a folder)"
     return None

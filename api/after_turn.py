@@ -11,7 +11,9 @@ import logging
 from typing import Any
 
 from api import sessions
+from api.analytics import count_turn
 from api.deps import Services
+from api.starters import starters_of
 from api.webhook import announce_ticket
 from graph.turns import TurnResult
 from tools.answers import AnswerRecords
@@ -22,6 +24,7 @@ log = logging.getLogger(__name__)
 
 
 async def record_turn(state: Services, turn: TurnResult, timings: dict[str, Any]) -> None:
+    await count_turn(state, turn, timings)  # counters only (no text, no ids): counted even if erased meanwhile
     try:
         if not await sessions.known(state.redis, turn.session_id):
             return  # erased (DELETE /api/sessions/{id}) before this ran: nothing of it may come back
@@ -49,12 +52,21 @@ async def record_turn(state: Services, turn: TurnResult, timings: dict[str, Any]
             },
         )
         await queue_for_review(state, turn)
+        if suggestible_turn(state, turn):
+            await starters_of(state).record(turn.session_id, turn.question)
         if not await sessions.known(state.redis, turn.session_id):  # erased while this was writing
             await sessions.erase_session(state, turn.session_id)
         if turn.ticket_id:
             await announce_ticket(state, turn.ticket_id)
     except Exception:
         log.exception("recording turn %s of %s failed", turn.message_id, turn.session_id)
+
+
+def suggestible_turn(state: Services, turn: TurnResult) -> bool:
+    """Starter suggestions (tools/starters.py) come from questions answered from good sources only: never a
+    refused, escalated, offered or failed turn, nor an answer from weak sources (a gap in the docs)."""
+    weak = turn.best_score is not None and turn.best_score < state.settings.low_relevance_score
+    return turn.outcome == "answered" and not turn.failed and not weak
 
 
 async def queue_for_review(state: Services, turn: TurnResult) -> None:

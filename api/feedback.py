@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
 from api import sessions
+from api.analytics import count_rating
 from api.deps import RedisDep, ServicesDep, SettingsDep
 from api.security import require_admin
 from tools.answers import AnswerNotFound, AnswerRecords
@@ -42,6 +43,7 @@ async def give_feedback(message_id: str, body: FeedbackIn, request: Request, sta
         item = await records.rate(message_id, body.rating, comment or None)
     except AnswerNotFound:
         raise HTTPException(404, NO_SUCH_ANSWER) from None
+    await count_rating(state, message_id, body.rating)  # never raises
     if body.rating == "down":
         await ReviewQueue(state.redis, retention_days=settings.log_retention_days).add("thumbs_down", item)
     return {"message_id": message_id, "rating": body.rating}

@@ -24,6 +24,8 @@ VENDOR_FILES: dict[str, str] = {
     "purify.es.mjs": "dompurify/dist/purify.es.mjs",
     "purify.es.mjs.map": "dompurify/dist/purify.es.mjs.map",
     "eventsource-parser.js": "eventsource-parser/dist/index.js",
+    "chart.umd.js": "chart.js/dist/chart.umd.js",  # a classic script: the ESM build imports bare "@kurkle/color"
+    "chart.umd.js.map": "chart.js/dist/chart.umd.js.map",
 }
 
 JS = "text/javascript; charset=utf-8"

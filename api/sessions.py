@@ -22,6 +22,7 @@ from api.deps import GraphDep, RedisDep, Services, ServicesDep
 from graph.turns import get_history
 from tools.answers import AnswerRecords
 from tools.conversation_log import ConversationLog
+from tools.live import LiveChannel
 from tools.review import ReviewQueue
 from tools.tickets import TicketStore
 
@@ -70,13 +71,15 @@ def streaming_lock(redis: aioredis.Redis, session_id: str, seconds: int) -> Lock
 
 async def erase_session(state: Services, session_id: str) -> None:
     """Everything the session left: checkpoints, answer records and their ratings, review items, the open-ticket
-    pointer, log records, its rate-limit counter, its lock and marker. Tickets stay: they are support records."""
+    pointer, log records, its rate-limit counter, its live-takeover state and events, its lock and marker. Tickets
+    stay: they are support records."""
     redis, settings = state.redis, state.settings
     await state.graph.checkpointer.adelete_thread(session_id)
     await AnswerRecords(redis, settings.session_ttl_seconds).erase_session(session_id)
     await ReviewQueue(redis, retention_days=settings.log_retention_days).erase_session(session_id)
     await TicketStore(redis).forget_session(session_id)
     await ConversationLog(redis, settings.log_retention_days).delete_session(session_id)
+    await LiveChannel(redis, settings.session_ttl_seconds).erase(session_id)
     await state.limits.forget_session(session_id)
     await redis.delete(_marker(session_id), _lock_key(session_id))
 
@@ -89,9 +92,13 @@ async def require_session(redis: aioredis.Redis, session_id: str) -> str:
 
 @router.get("/{session_id}/history")
 async def history(session_id: str, redis: RedisDep, agent: GraphDep) -> dict[str, Any]:
-    """The conversation so far, to restore the chat after a page reload."""
+    """The conversation so far, to restore the chat after a page reload; `live` says whether a support lead
+    holds it, and `live.cursor` is the live event to listen after (read first: nothing falls in between)."""
     await require_session(redis, session_id)
-    return {"session_id": session_id, "messages": await get_history(agent, session_id)}
+    channel = LiveChannel(redis, 0)  # reads only
+    cursor = await channel.cursor(session_id)
+    live = (await channel.state(session_id)).public() | {"cursor": cursor}
+    return {"session_id": session_id, "messages": await get_history(agent, session_id), "live": live}
 
 
 @router.delete("/{session_id}", status_code=204)

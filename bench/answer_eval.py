@@ -3,6 +3,7 @@
     .venv/bin/python bench/answer_eval.py --limit 25                 # LOCAL_MODEL (default preset) answers
     .venv/bin/python bench/answer_eval.py --judge-url http://gpu:8000/v1 --judge-model llama-3.1-70b
     .venv/bin/python bench/answer_eval.py --llm-url http://127.0.0.1:8081/v1 --out answers.json
+    .venv/bin/python bench/answer_eval.py --off-topic     # bench/off_topic_questions.txt: how many are answered
 
 It starts what `./run` starts — a Redis server, a Chroma server, the local LLM server (`LOCAL_MODEL` /
 `LOCAL_MODEL_PATH`, unless `--llm-url` names a running one) and the app — indexes the 232 chunks of
@@ -18,6 +19,10 @@ each question in a new conversation and reads the SSE stream as the page does. P
   prompt are printed;
 - **content recall**: the share of the gold answer's content words found in the reply (deterministic);
 - **first token**: seconds from the request to the first `token` event, as the customer waits.
+
+`--off-topic` asks bench/off_topic_questions.txt instead (questions no product manual covers, and greetings, written
+for this project) and reports the share *not* answered from unrelated text — the retrieval gate and the model's
+own "not sure" together, as the customer meets them (bench/relevance_eval.py measures the gate alone).
 
 Totals carry 95 % bootstrap intervals over questions. The data stays in ../shared (never copied here).
 """
@@ -160,6 +165,20 @@ def summary(results: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def off_topic_summary(questions: list[dict[str, Any]], answers: list[dict[str, Any]], out: Path | None) -> None:
+    """Answered = the bot wrote an answer from its sources; anything else (a greeting's reply, "not in our
+    documentation" with the offer of a person, a refusal) is not answering from unrelated text."""
+    records = [a | {"question": q["question"]} for q, a in zip(questions, answers, strict=True)]
+    answered = [r for r in records if r["outcome"] == "answered" and r["sources"]]
+    print("\noff-topic questions answered from the documentation (should be none):")
+    for r in answered:
+        print(f"  {r['question']!r} → {r['answer'][:160]!r}")
+    share = interval([0.0 if (r["outcome"] == "answered" and r["sources"]) else 1.0 for r in records])
+    print(f"not answered from unrelated text: {share} of {len(records)} — goal ≥ 0.95")
+    if out:
+        out.write_text(json.dumps(records, indent=1, ensure_ascii=False))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--limit", type=int, help="only the first N questions")
@@ -168,9 +187,13 @@ def main() -> None:
     parser.add_argument("--judge-model", default="judge", help="model name sent to the judge")
     parser.add_argument("--out", type=Path, help="write every question's record as JSON here")
     parser.add_argument("--prompt-tokens", type=int, help="LLM_PROMPT_TOKENS for the app (default: the preset's)")
+    parser.add_argument("--off-topic", action="store_true", help="ask bench/off_topic_questions.txt, count answers")
     args = parser.parse_args()
 
     docs, questions = load_eval()
+    if args.off_topic:
+        lines = (ROOT / "bench" / "off_topic_questions.txt").read_text().splitlines()
+        questions = [{"id": f"off-{n}", "question": q} for n, q in enumerate(lines) if q.strip() and q[0] != "#"]
     questions = questions[: args.limit] if args.limit else questions
     settings = Settings()
     with ExitStack() as stack, tempfile.TemporaryDirectory() as work_dir:
@@ -210,10 +233,20 @@ def main() -> None:
         if not args.judge_url:
             print("note: the answering model judges itself here — a weak judge; pass --judge-url for a larger one")
         print("judge prompt:\n" + JUDGE_PROMPT, flush=True)
-        results = []
-        with httpx.Client(base_url=app.url, timeout=600) as chat, httpx.Client(base_url=judge_url) as judge_client:
+        # Every answer first, then every verdict: a judge call between two questions would evict the answer
+        # prompt's cached prefix (the instructions) from a one-slot llama.cpp server, which customers asking one
+        # after another keep warm.
+        answers = []
+        with httpx.Client(base_url=app.url, timeout=600) as chat:
             for number, question in enumerate(questions, 1):
-                item = ask(chat, question["question"])
+                answers.append(ask(chat, question["question"]))
+                a = answers[-1]
+                print(f"{number:3d} {question['id']} {a['outcome']:9s} first-token={a['first_token_s']}s", flush=True)
+        if args.off_topic:
+            return off_topic_summary(questions, answers, args.out)
+        results = []
+        with httpx.Client(base_url=judge_url) as judge_client:
+            for number, (question, item) in enumerate(zip(questions, answers, strict=True), 1):
                 verdict = judge(
                     judge_client, args.judge_model, question["question"], question["correct_answer"], item["answer"]
                 )

@@ -9,6 +9,11 @@ back only what a check still needs to decide:
 - **citations**: text from an unclosed `[` is held; a `[n]` pointing at no given source is dropped;
 - **links**: a Markdown link, `<autolink>` or bare URL whose host is no source's host is shown as code text,
   not a link (`[the fix](http://evil/x)` → ``the fix (`http://evil/x`)``);
+- **copied sources**: small models sometimes go on to write out their prompt's source block ("Sources:",
+  then `qzmfk [1] Title` and the text). The block's key (graph/prompts.py) occurs in no document, so it in the
+  output means exactly that: the answer ends before that line, and before a "Sources:" line just above it,
+  which is held until the next line shows whether the block follows (`copied` is set; the caller stops the
+  model and keeps the answer);
 - **false promises**: a sentence that mentions a ticket / hand-over, or says I / we / your / our, is held to
   its end; if it claims a ticket or hand-over (graph/guard.py), it is dropped. (A sentence whose first words
   carried no sign of a claim may already be partly shown; only its rest can then be dropped.)
@@ -39,6 +44,8 @@ _MARKER = re.compile(r"[ \t]*\[(\d+(?:\s*,\s*\d+)*)\]")
 _MD_LINK = re.compile(r"(!?)\[([^\]\n]*)\]\(([^)\s]+)\)")
 _AUTOLINK = re.compile(r"<((?:https?://|www\.)[^>\s]+)>")
 _BARE_URL = re.compile(r"(?<![\w`(/])((?:https?://|www\.)[^\s<>()\[\]`]+)")
+# A last line "Sources:" (also **Sources:**, "Source:"), perhaps with the next line begun: what precedes a copy.
+_SOURCES_LINE = re.compile(r"(?:\A|\n)[ \t#*]*sources?[ \t*]*:[ \t*]*(?:\n[^\n]*)?\Z", re.IGNORECASE)
 _CODE = re.compile(r"```.*?(?:```|\Z)|`[^`\n]*(?:`|\Z|(?=\n))", re.DOTALL)
 
 
@@ -54,8 +61,10 @@ def host_of(url: str) -> str | None:
 class AnswerCheck:
     sources: list[dict[str, Any]]
     system_prompt: str
+    source_key: str = ""  # the prompt's source-block key (graph/prompts.py new_key); "" turns the check off
     text: str = ""  # released so far
     leaked: bool = False
+    copied: bool = False  # the model began to copy its source block: the answer ended before it
     fired: list[str] = field(default_factory=list)  # checks that changed the text, once per change
     _raw: str = ""
     _done: int = 0  # how much of _raw has been released (or dropped)
@@ -70,9 +79,11 @@ class AnswerCheck:
 
     def feed(self, piece: str) -> str:
         """The newly releasable text after `piece` ("" while held back, or for good once `leaked`)."""
-        if self.leaked:
+        if self.leaked or self.copied:
             return ""
         self._raw += piece
+        if self._cut_copied_sources():
+            return self._release(self._snap(len(self._raw)))
         echo_start = self._echo_run_start()
         if self.leaked:
             return ""
@@ -87,6 +98,22 @@ class AnswerCheck:
         return self._release(len(self._raw))
 
     # ------------------------------------------------------------------------------------------ hold-back
+
+    def _cut_copied_sources(self) -> bool:
+        """Drop the raw text from the line where the prompt's source key appears (and a "Sources:" line above)."""
+        if not self.source_key:
+            return False
+        at = self._raw.lower().find(self.source_key, max(self._done - len(self.source_key), 0))
+        if at < 0:
+            return False
+        cut = self._raw.rfind("\n", 0, at) + 1
+        heading = _SOURCES_LINE.search(self._raw, 0, cut)
+        if heading:
+            cut = heading.start()
+        self._raw = self._raw[: max(cut, self._done)].rstrip(" \t")
+        self.copied = True
+        self.fired.append("copied_sources")
+        return True
 
     def _echo_run_start(self, complete: bool = False) -> int:
         """Where the trailing run of system-prompt words starts (len(raw) when there is none). A word still
@@ -111,6 +138,8 @@ class AnswerCheck:
         mid-way), not a sentence that may still turn out to be a false promise."""
         raw = self._raw
         end = _LAST_CHUNK.search(raw, self._done).start()  # type: ignore[union-attr]
+        if self.source_key and (heading := _SOURCES_LINE.search(raw, self._done)):
+            end = min(end, heading.start())  # a "Sources:" line waits for the line after it
         if not self._in_code(len(raw)):
             sentence = self._sentence_start(len(raw))
             if _may_promise(raw[sentence:]):

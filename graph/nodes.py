@@ -17,7 +17,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END
 from langgraph.runtime import Runtime
 
-from graph import guard, prompts
+from graph import guard, live, prompts
 from graph.answer_check import AnswerCheck
 from graph.citations import check_citations
 from graph.configuration import Context, context_of
@@ -57,9 +57,10 @@ def search_query(messages: list[AnyMessage]) -> str:
     return question
 
 
-async def guard_input(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+async def guard_input(state: State, config: RunnableConfig, runtime: Runtime[Context]) -> dict[str, Any]:
     """Clean the new message (the one cleaning every store keeps) and decide whether it needs the LLM at all:
-    an injection attempt is refused, a request for a person escalates; anything else is searched."""
+    while a support lead holds the conversation it goes to them (graph/live.py); an injection attempt is refused,
+    a request for a person escalates; anything else is searched."""
     context = context_of(runtime)
     message = state["messages"][-1]
     text = sanitize_input(text_of(message))
@@ -72,7 +73,10 @@ async def guard_input(state: State, runtime: Runtime[Context]) -> dict[str, Any]
         "ticket_id": None,
         "escalate": False,
         "offered": None,  # an offer of a person holds for the next message only
+        "live": False,
     }
+    if await live.held_by_lead(context, config):  # before any check that may ask the LLM
+        return turn | {"next_step": "live", "escalation_reason": None}
     verdict = detect_injection(text)
     if (
         not verdict.blocked
@@ -91,7 +95,7 @@ async def guard_input(state: State, runtime: Runtime[Context]) -> dict[str, Any]
         return turn | {"next_step": "escalate", "escalation_reason": state["offered"]}
     if guard.small_talk(text):
         return turn | {"next_step": "small_talk", "escalation_reason": None}
-    return turn | {"next_step": "retrieve", "escalation_reason": None}
+    return turn | {"next_step": "verified", "escalation_reason": None}  # a verified answer, else retrieve
 
 
 def _hand_over(context: Context, reason: str) -> dict[str, Any]:
@@ -120,13 +124,13 @@ async def answer(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     history, question = state["messages"][:-1], text_of(state["messages"][-1])
     settings = context.settings
     prompt = prompts.answer_prompt(history, sources, question, settings.history_turns, settings.llm_prompt_tokens)
-    check = AnswerCheck(sources, prompts.RULES)
+    check = AnswerCheck(sources, prompts.RULES, source_key=prompts.key_of(prompt))
     try:
         async with contextlib.aclosing(context.llm.astream(prompt)) as stream:
             async for chunk in stream:
                 if shown := check.feed(text_of(chunk)):
                     write(_token(shown))
-                if check.leaked:
+                if check.leaked or check.copied:  # refused, or the answer is over (its source block follows)
                     break
             if tail := check.close():
                 write(_token(tail))
@@ -213,9 +217,11 @@ async def escalate(state: State, config: RunnableConfig, runtime: Runtime[Contex
     )
     ESCALATION_REASONS.labels(reason=reason).inc()
     log.info("ticket %s %s for %s", ticket.ticket_id, "opened" if created else "updated", reason)
-    notice = prompts.escalation_text(ticket.ticket_id, reason, created)
+    availability, opens_at = live.availability(context.settings)  # OFFICE_HOURS: a person now, or from when
+    notice = prompts.escalation_text(ticket.ticket_id, reason, created, availability)
     reply = _add_to_reply(messages, notice, {"ticket_id": ticket.ticket_id, "escalation_reason": reason}, write)
-    write({"event": "escalated", "ticket_id": ticket.ticket_id, "reason": reason})
+    opens = opens_at.isoformat() if opens_at else None
+    write({"event": "escalated", "ticket_id": ticket.ticket_id, "reason": reason, "person_from": opens})
     return {"messages": [reply], "ticket_id": ticket.ticket_id, "next_step": "end"}
 
 

@@ -111,6 +111,8 @@ def recent_turns(history: list[AnyMessage], turns: int) -> list[BaseMessage]:
     pairs: list[tuple[HumanMessage, AIMessage]] = []
     question: HumanMessage | None = None
     for message in history:
+        if (message.response_metadata or {}).get("live_event"):  # "Alex joined": a record, not a turn
+            continue
         if isinstance(message, HumanMessage):
             question = message
         elif isinstance(message, AIMessage) and question is not None:
@@ -160,12 +162,19 @@ def focused(sources: list[dict[str, Any]], question: str, budget_chars: int) -> 
     return kept
 
 
+def key_of(prompt: list[BaseMessage]) -> str:
+    """The source key of an `answer_prompt` (its sources message opens with `Sources:\nKEY [1] …`)."""
+    first = str(prompt[-2].content).partition("\n")[2]
+    return first[:KEY_LETTERS] if first[KEY_LETTERS : KEY_LETTERS + 2] == " [" else ""
+
+
 def sources_message(sources: list[dict[str, Any]], budget_chars: int | None = None) -> str:
     """The user message before the question: the sources, each header opened by this prompt's key."""
     return f"Sources:\n{format_sources(sources, budget_chars)}"
 
 
-def escalation_text(ticket_id: str, reason: str, created: bool) -> str:
+def escalation_text(ticket_id: str, reason: str, created: bool, availability: str = "") -> str:
+    """What the bot says on escalating; `availability` (graph/live.py, from OFFICE_HOURS) says when a person answers."""
     lead = {
         "customer_request": "Of course — I've asked a person from our support team to help.",
         "caller_request": "I've asked a person from our support team to help.",
@@ -175,7 +184,16 @@ def escalation_text(ticket_id: str, reason: str, created: bool) -> str:
         "model_unsure": "To be sure you get a correct answer, I've asked a person from our support team to help.",
     }.get(reason, "I've asked a person from our support team to help.")
     verb = "Your ticket is" if created else "This was added to your open ticket"
-    return f"{lead} {verb} **{ticket_id}**; they will see this whole conversation."
+    text = f"{lead} {verb} **{ticket_id}**; they will see this whole conversation."
+    return f"{text} {availability}" if availability else text
+
+
+PERSON_FETCHED = "A person from our team is being fetched and will join this chat here."
+# {opening}: e.g. "Monday 09:00 (Europe/Berlin)"; {hours}: OFFICE_HOURS as set.
+PERSON_LATER = (
+    "Our team is not in right now (hours: {hours}, {zone}); a person will answer from {opening} — in this chat if it "
+    "is still open, and your ticket is kept until then."
+)
 
 
 def offer_text(reason: str) -> str:

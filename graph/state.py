@@ -15,7 +15,9 @@ from typing_extensions import TypedDict
 
 from tools.sources import Source
 
-Step = Literal["retrieve", "answer", "check_answer", "offer", "escalate", "small_talk", "refuse", "end"]
+Step = Literal[
+    "retrieve", "answer", "check_answer", "offer", "escalate", "small_talk", "refuse", "live", "verified", "end"
+]
 EscalationReason = Literal["customer_request", "caller_request", "no_relevant_answer", "model_unsure"]
 
 
@@ -36,3 +38,4 @@ class State(InputState):
     failed: NotRequired[str | None]  # error code when the LLM failed this turn
     ticket_id: NotRequired[str | None]  # the ticket this turn opened or updated
     offered: NotRequired[EscalationReason | None]  # this turn offered a person for this reason; a "yes" accepts
+    live: NotRequired[bool]  # a support lead holds the conversation: this message went to them (graph/live.py)

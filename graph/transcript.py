@@ -9,7 +9,7 @@ from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMes
 
 from tools.sources import PublicSource, all_shown
 
-SHOWN_KEYS = ("sources", "ticket_id", "refused", "offered")
+SHOWN_KEYS = ("sources", "ticket_id", "refused", "offered", "verified")  # verified: graph/verified.py
 
 
 def text_of(message: BaseMessage) -> str:
@@ -17,7 +17,9 @@ def text_of(message: BaseMessage) -> str:
 
 
 def transcript(messages: list[AnyMessage]) -> list[dict[str, Any]]:
-    """[{message_id, role, content, at, interrupted, sources?, ticket_id?, refused?, offered?}] of the messages."""
+    """[{message_id, role, content, at, interrupted, sources?, ticket_id?, refused?, offered?}] of the messages;
+    a lead's turn adds {by: "human", name}, and role "event" with `event` is a lead joining, handing back or
+    resolving."""
     entries = []
     for message in messages:
         if not isinstance(message, HumanMessage | AIMessage):
@@ -31,6 +33,10 @@ def transcript(messages: list[AnyMessage]) -> list[dict[str, Any]]:
             "interrupted": bool(meta.get("interrupted")),
         }
         entry |= {key: meta[key] for key in SHOWN_KEYS if meta.get(key)}
+        if meta.get("by") == "human":  # a support lead's reply, or who joined / handed back (graph/live.py)
+            entry |= {"by": "human", "name": meta.get("name")}
+            if meta.get("live_event"):
+                entry |= {"role": "event", "event": meta["live_event"]}
         entries.append(entry)
     return entries
 

@@ -32,7 +32,8 @@ class TurnResult:
     message_id: str | None
     question: str
     answer: str
-    outcome: str  # answered | escalated | offered | small_talk | ticket_limited | refused | failed | interrupted
+    outcome: str  # answered | escalated | offered | small_talk | ticket_limited | refused | failed | interrupted | live
+    # | verified
     sources: list[PublicSource] = field(default_factory=list)
     best_score: float | None = None
     ticket_id: str | None = None
@@ -40,6 +41,7 @@ class TurnResult:
     failed: str | None = None
     unsupported: list[str] = field(default_factory=list)
     checks: list[str] = field(default_factory=list)
+    verified: str | None = None  # the verified answer's id when the reply is one (graph/verified.py)
 
     @property
     def interrupted(self) -> bool:
@@ -97,6 +99,8 @@ class Turn:
             "text": self.result.answer,
             "interrupted": self.result.interrupted,
             "refused": self.result.outcome == "refused",
+            "live": self.result.outcome == "live",  # a support lead has it (graph/live.py): no bot reply
+            "verified": self.result.verified,  # a verified answer's id: sent as written, no LLM call
         }
 
     def _replied(self, state: dict[str, Any]) -> bool:
@@ -121,6 +125,7 @@ class Turn:
         reply = messages[-1] if self._replied(state) else None
         meta = (reply.response_metadata or {}) if reply is not None else {}
         signs = {
+            "live": state.get("live"),
             "refused": meta.get("refused"),
             "escalated": state.get("ticket_id"),
             "offered": state.get("offered"),
@@ -128,6 +133,7 @@ class Turn:
             "ticket_limited": meta.get("ticket_limited"),
             "interrupted": meta.get("interrupted"),
             "failed": state.get("failed"),
+            "verified": meta.get("verified"),
         }
         outcome = next((name for name, sign in signs.items() if sign), "answered")  # the first sign decides
         return TurnResult(
@@ -143,6 +149,7 @@ class Turn:
             failed=state.get("failed"),
             unsupported=meta.get("unsupported") or [],
             checks=meta.get("checks") or [],
+            verified=meta.get("verified"),
         )
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from launcher.admin_token import console_link, ensure_admin_token
 from launcher.models import ensure_local_model, launcher_settings
 from launcher.services import (
     PortTakenError,
@@ -103,7 +104,7 @@ def start_parts(settings: Settings, supervisor: Supervisor) -> None:
         os.environ["CHROMA_URL"] = _watched(supervisor, "chroma", chroma)
 
 
-def serve(settings: Settings, supervisor: Supervisor, signals: StopSignals) -> int:
+def serve(settings: Settings, supervisor: Supervisor, signals: StopSignals, console_token: str | None = None) -> int:
     """Index INGEST_ON_START, then serve the app here until a stop signal; 1 if it could not start."""
     if settings.ingest_on_start:
         from ingest.pipeline import ingest
@@ -128,6 +129,8 @@ def serve(settings: Settings, supervisor: Supervisor, signals: StopSignals) -> i
     server = uvicorn.Server(config)
     signals.server = server
     log.info("serving on http://%s:%s — Ctrl-C stops everything", settings.host, settings.port)
+    if console_token:  # generated (launcher/admin_token.py): shown as notebook servers show theirs
+        log.info("support console: %s", console_link(settings, console_token))
     server.run()  # a failed start (port taken, lifespan error) raises SystemExit here
     return 0 if server.started else 1
 
@@ -146,8 +149,9 @@ def main() -> int:
             if problems:
                 raise SettingsError(problems)
             start_parts(settings, supervisor)
+            console_token = ensure_admin_token(settings)  # after every check: a refused start writes nothing
             get_settings.cache_clear()
-            return serve(get_settings(), supervisor, signals)
+            return serve(get_settings(), supervisor, signals, console_token)
         except SettingsError as error:
             for problem in error.problems:
                 log.error("%s", problem)

@@ -97,3 +97,32 @@ def test_a_promised_ticket_that_does_not_exist_is_never_shown(size: int, promise
 def test_a_sentence_about_tickets_that_claims_nothing_stays() -> None:
     text = "You can open a support ticket from the Help menu [1]."
     assert stream(text, 3)[0].text == text
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("heading", ["Sources:\n", "**Sources:**\n", ""])
+def test_a_copy_of_the_prompts_source_block_ends_the_answer_before_it_is_shown(size: int, heading: str) -> None:
+    """Small models go on to write out their prompt's sources; the block's key is in no document, so the
+    answer ends before the line it opens — and before a "Sources:" line above it, held until then."""
+    answer = "Click 'Add Test Case' to add more [1]."
+    text = f"{answer}\n\n{heading}zqxvk [1] Creating test cases\nWhen you first open the screen, you see one row."
+    # Instructions without the word "sources": the hold must not depend on the echo check holding that word.
+    check, shown = AnswerCheck(SOURCES, "Be brief.", source_key="zqxvk"), []
+    for start in range(0, len(text), size):
+        shown.append(check.feed(text[start : start + size]))
+        if check.copied:
+            break
+    shown.append(check.close())
+    assert check.copied and check.fired == ["copied_sources"]
+    assert check.text.strip() == answer
+    assert not any("zqxvk" in seen or "Sources" in seen for seen in shown_at_any_time(shown))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_a_sources_line_of_the_models_own_is_released_when_no_copy_follows(size: int) -> None:
+    text = "Request a new link [1].\nSources:\n[1] Resetting your password\nThat is all."
+    check, shown = AnswerCheck(SOURCES, SYSTEM, source_key="zqxvk"), []
+    for start in range(0, len(text), size):
+        shown.append(check.feed(text[start : start + size]))
+    shown.append(check.close())
+    assert check.text == text and not check.copied

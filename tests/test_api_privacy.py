@@ -65,7 +65,9 @@ def dump(store: redis.Redis) -> dict[bytes, tuple[bytes, int]]:
             parts = list(store.zrange(key, 0, -1))
         elif kind == b"list":
             parts = list(store.lrange(key, 0, -1))
-        else:  # streams and modules' types: this app writes none
+        elif kind == b"stream":  # live takeover events (tools/live.py)
+            parts = [b for _, fields in store.xrange(key) for pair in fields.items() for b in pair]
+        else:  # modules' types: this app writes none
             parts = [kind]
         found[key] = (key + b"\n" + b"\n".join(unpacked(part) for part in parts), store.ttl(key))
     return found

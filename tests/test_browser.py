@@ -343,3 +343,14 @@ def test_the_event_stream_parser_copes_with_split_chunks_and_line_endings(page) 
         {"event": "token", "data": "line1\nline2"},
         {"event": "message", "data": "plain"},
     ], "an event without its closing blank line (stream cut) is not delivered"
+
+
+def test_the_printed_console_link_signs_the_lead_in_and_leaves_no_token_in_the_address_bar(
+    browser, app_url: str, admin_token: str, request: pytest.FixtureRequest
+) -> None:  # type: ignore[no-untyped-def]
+    """`./run` prints `/console#token=…` when it generated ADMIN_TOKEN (launcher/admin_token.py): opening it signs
+    in without pasting anything, and the token leaves the URL at once (no bookmark or shared link carries it)."""
+    with open_page(browser, f"{app_url}/console#token={admin_token}", request.node.name) as lead:
+        poll(lead, "!document.getElementById('workspace').hidden", timeout=30)
+        assert "token" not in lead.evaluate("location.href")
+        assert lead.evaluate("sessionStorage.getItem('support-console.token')") == admin_token

@@ -136,6 +136,7 @@ async def test_asking_for_a_person_opens_a_ticket_without_calling_the_llm(script
         "event": "escalated",
         "ticket_id": ticket.ticket_id,
         "reason": "customer_request",
+        "person_from": None,  # no OFFICE_HOURS: a person is being fetched now
     }
     stored = (await scripted.history(session))[-1]
     assert ticket.ticket_id in stored["content"] and stored["ticket_id"] == ticket.ticket_id

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from api.help import router as help_router
 from helpers.wait import eventually
+from launcher.admin_token import ensure_admin_token
 from launcher.services import CHILD_ENV, CHILD_SETTINGS, free_port, port_in_use, start_llm
 from settings import Settings, SettingsError, get_settings, settings_problems
 
@@ -244,6 +245,8 @@ class Launcher:
     process: subprocess.Popen[bytes]
     log: Path
     ports: dict[str, int]
+    admin_token: str | None
+    data_dir: Path
     seen: set[int] = field(default_factory=set)  # every child pid seen: all must be gone at the end
 
     @property
@@ -258,9 +261,18 @@ class Launcher:
         self.seen.update(found.values())
         return found
 
+    def console_link(self) -> str:
+        found = re.search(r"support console: (\S+)", self.output())
+        return found.group(1) if found else ""
+
+    @property
+    def admin(self) -> str:
+        """ADMIN_TOKEN as set, or as generated and printed in the console link."""
+        return self.admin_token or self.console_link().partition("#token=")[2]
+
     def ready(self) -> httpx.Response | None:
         try:
-            return httpx.get(f"{self.url}/ready", headers={"Authorization": f"Bearer {ADMIN}"}, timeout=5)
+            return httpx.get(f"{self.url}/ready", headers={"Authorization": f"Bearer {self.admin}"}, timeout=5)
         except httpx.HTTPError:
             return None
 
@@ -284,26 +296,26 @@ class Launcher:
 
 
 @contextmanager
-def launcher(tmp_path: Path) -> Iterator[Launcher]:
-    """`python -m launcher` on SmolLM2, on free ports, with the app's PORT, HOST and ADMIN_TOKEN set; any child
-    still running at the end is killed, so a failing test leaves nothing behind."""
+def launcher(tmp_path: Path, admin_token: str | None = ADMIN) -> Iterator[Launcher]:
+    """`python -m launcher` on SmolLM2, on free ports, with the app's PORT, HOST and ADMIN_TOKEN (None: unset) set;
+    any child still running at the end is killed, so a failing test leaves nothing behind."""
     ports = {name: free_port() for name in ("PORT", "LOCAL_LLM_PORT", "LOCAL_CHROMA_PORT", "LOCAL_REDIS_PORT")}
-    env = {name: value for name, value in os.environ.items() if name not in ("LLM_BASE_URL", "REDIS_URL", "CHROMA_URL")}
+    unset = ("LLM_BASE_URL", "REDIS_URL", "CHROMA_URL", "ADMIN_TOKEN")
+    env = {name: value for name, value in os.environ.items() if name not in unset}
     env |= {name: str(port) for name, port in ports.items()}
     env |= {
         "HOST": "127.0.0.1",
         "DATA_DIR": str(tmp_path / "data"),
         "LOCAL_MODEL": "smollm2",
         "INGEST_ON_START": "",
-        "ADMIN_TOKEN": ADMIN,
         "OPS_ROUTES_PUBLIC": "true",
-    }
+    } | ({"ADMIN_TOKEN": admin_token} if admin_token else {})
     log = tmp_path / "launcher.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "launcher"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
         )
-    running = Launcher(process, log, ports)
+    running = Launcher(process, log, ports, admin_token, tmp_path / "data")
     try:
         yield running
     finally:
@@ -318,8 +330,9 @@ def launcher(tmp_path: Path) -> Iterator[Launcher]:
 
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launcher]:
-    """One launcher run for the checks below; the last of them stops it with SIGTERM."""
-    with launcher(tmp_path_factory.mktemp("launcher")) as started:
+    """One launcher run for the checks below, as a new user starts it (no ADMIN_TOKEN); the last of them stops it
+    with SIGTERM."""
+    with launcher(tmp_path_factory.mktemp("launcher"), admin_token=None) as started:
         started.wait_until_ready()
         yield started
 
@@ -333,6 +346,37 @@ def test_children_get_only_their_own_environment(running: Launcher) -> None:
         assert not {"PORT", "HOST", "ADMIN_TOKEN", "LOCAL_MODEL", "DATA_DIR"} & names, kind
     assert port_in_use(running.ports["LOCAL_LLM_PORT"])
     assert httpx.get(f"http://127.0.0.1:{running.ports['LOCAL_LLM_PORT']}/v1/models", timeout=5).is_success
+
+
+def test_without_admin_token_it_prints_a_console_link_whose_token_opens_the_lead_api(running: Launcher) -> None:
+    """The one command makes the console usable: a generated token, kept owner-only under DATA_DIR, printed once
+    in a link that carries it in the fragment (never sent to the server, so never in an access log)."""
+    link = running.console_link()
+    assert link.startswith(f"{running.url}/console#token="), running.output()[-2000:]
+    kept = running.data_dir / "admin-token"
+    assert kept.read_text().strip() == running.admin and len(running.admin) >= 32
+    assert kept.stat().st_mode & 0o777 == 0o600
+    headers = {"Authorization": f"Bearer {running.admin}"}
+    assert httpx.get(f"{running.url}/api/tickets", headers=headers, timeout=10).status_code == 200
+    wrong = {"Authorization": "Bearer " + "x" * 43}
+    assert httpx.get(f"{running.url}/api/tickets", headers=wrong, timeout=10).status_code == 403
+
+
+def test_the_generated_token_survives_a_restart_and_a_set_token_is_never_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ADMIN_TOKEN", raising=False)
+    unset = Settings(_env_file=None, data_dir=tmp_path / "a")  # type: ignore[call-arg]
+    first = ensure_admin_token(unset)
+    assert first and os.environ["ADMIN_TOKEN"] == first
+    assert ensure_admin_token(unset) == first  # the link printed last time keeps working
+    (tmp_path / "a" / "admin-token").write_text("short\n")  # cut short or emptied: replaced, never used
+    assert (renewed := ensure_admin_token(unset)) not in (None, first, "short") and len(renewed) >= 32
+
+    monkeypatch.delenv("ADMIN_TOKEN")
+    given = Settings(_env_file=None, data_dir=tmp_path / "b", admin_token="set-by-the-operator-" * 2)  # type: ignore[call-arg]
+    assert ensure_admin_token(given) is None  # nothing to print
+    assert not (tmp_path / "b").exists() and "ADMIN_TOKEN" not in os.environ
 
 
 def test_a_killed_llm_server_is_restarted_and_ready_says_degraded_meanwhile(running: Launcher) -> None:

@@ -63,6 +63,8 @@ def test_only_the_prompt_opens_a_source_and_the_question_is_a_message_of_its_own
     assert opened == [f"{key} [1] Ports", f"{key} [2] Billing"]
     assert rest[0] == "Sources:" and "\n".join(rest[1:]) == f"{BREAKOUTS}\nInvoices are issued monthly."
     assert asked == "How do I change the port?"
+    prompt = prompts.answer_prompt([], sources, "How do I change the port?", turns=4)
+    assert prompts.key_of(prompt) == str(prompt[-2].content).split("\n")[1].split()[0]  # what the output check stops at
 
 
 def test_a_new_key_is_drawn_for_every_prompt_and_never_one_a_document_contains(monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -37,10 +37,13 @@ def new_ticket_id() -> str:
 
 
 class TranscriptEntry(BaseModel):
-    role: Literal["user", "assistant"]
+    role: Literal["user", "assistant", "event"]  # "event": a lead joined, handed back or resolved (graph/live.py)
     content: str
     at: str | None = None
     interrupted: bool = False
+    by: Literal["human"] | None = None  # a support lead wrote it (live takeover), not the bot
+    name: str | None = None  # that lead's display name
+    event: str | None = None  # joined | handed_back | resolved
 
 
 class Note(BaseModel):

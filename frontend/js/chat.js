@@ -2,6 +2,7 @@
 // reloads, escalates to a person (also when the customer accepts the bot's offer of one). Used by the chat page
 // and (in an iframe, compact mode) by the widget.
 import { ApiError, createTicket, deleteSession, getHistory, sendFeedback, streamChat } from "./api.js";
+import { LiveChat } from "./live.js";
 import { AnswerView, noticeItem, userBubble } from "./message-view.js";
 
 const SESSION_KEY = "support-chat.session-id";
@@ -23,6 +24,7 @@ export class Chat {
       onDeclineOffer: (view) => this.declineOffer(view),
     };
     els.log.addEventListener("grew", () => this.followBottom());
+    this.live = new LiveChat(this); // a support lead in this chat (frontend/js/live.js)
   }
 
   get streaming() {
@@ -44,6 +46,7 @@ export class Chat {
     const messages = history?.messages || [];
     for (const [index, item] of messages.entries()) {
       const content = typeof item.content === "string" ? item.content : "";
+      if (this.live.restoreItem(item)) continue; // a lead's reply or join / hand-back record
       if (item.role === "user") {
         question = content;
         this.appendItem(userBubble(content));
@@ -52,12 +55,13 @@ export class Chat {
         view.setSources(item.sources || []);
         // An offer of a person holds for the next message only: only the conversation's last reply shows it.
         const offered = index === messages.length - 1 ? item.offered : null;
-        const { interrupted, refused } = item;
-        view.finish(item.message_id, { text: content, interrupted, refused, offered });
+        const { interrupted, refused, verified } = item;
+        view.finish(item.message_id, { text: content, interrupted, refused, offered, verified });
         if (view.offering) this.offerView = view;
       }
       if (item.ticket_id) this.showTicket(item.ticket_id);
     }
+    this.live.restored(history?.live, messages.some((item) => item.ticket_id));
     this.scrollToBottom();
   }
 
@@ -78,6 +82,7 @@ export class Chat {
       const stream = streamChat({ message: text, sessionId: this.sessionId, escalate, signal: this.controller.signal });
       for await (const { event, data } of stream) this.onEvent(event, data, view);
       if (view.offering) this.offerView = view;
+      if (view.live) return this.announce(this.live.sentNotice);
       const offerHint = view.offering ? " Below it, a button connects you to a person." : "";
       this.announce(view.plainText ? `Answer: ${view.plainText}${offerHint}` : "The answer is empty.");
     } catch (error) {
@@ -113,12 +118,19 @@ export class Chat {
         break;
       case "escalated":
         this.showTicket(data.ticket_id, data.reason);
+        this.live.watch(); // a person may join this chat
         break;
       case "error":
         view.showModelNotice(data.message);
         break;
       case "done": // its text, when present, replaces what streamed (the server may have corrected it)
-        view.finish(data.message_id, { text: data.text, interrupted: data.interrupted, refused: data.refused });
+        if (data.live) return this.live.absorb(view); // a support lead has the conversation: no bot reply
+        view.finish(data.message_id, {
+          text: data.text,
+          interrupted: data.interrupted,
+          refused: data.refused,
+          verified: data.verified, // a verified answer's id: the bubble says so
+        });
         break;
       default:
         break;
@@ -167,6 +179,7 @@ export class Chat {
   async reset() {
     this.stop();
     const old = this.sessionId;
+    this.live.stop();
     this.forget();
     this.els.messages.replaceChildren();
     this.els.welcome.hidden = false;
@@ -190,6 +203,7 @@ export class Chat {
     const ticket = await createTicket({ sessionId: this.sessionId, reason, contactEmail: email });
     this.dismissOffer(); // a person is on the way: nothing left to offer
     this.showTicket(ticket.ticket_id, reason, email);
+    this.live.watch(); // a person may join this chat
     return ticket;
   }
 

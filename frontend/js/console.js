@@ -2,34 +2,12 @@
 // by status (newest first), read a ticket's whole transcript with the sources the bot showed, change its
 // status with a note, review thumbs-down answers, and see the passages ingestion quarantined.
 import { leadRequest } from "./api.js";
+import { $, api, currentToken, el, formatTime, onTokenRefused, registerTab, setToken, wireTabs } from "./console-common.js";
 import { renderMarkdown, safeUrl } from "./render.js";
 
-const TOKEN_KEY = "support-console.token";
-const $ = (id) => document.getElementById(id);
-
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined && text !== null) node.textContent = text;
-  return node;
-}
-
-// The API's times are ISO 8601 strings; its lists come newest first.
-const formatTime = (value) => {
-  if (!value) return "";
-  const date = new Date(value);
-  return Number.isNaN(date.getTime()) ? String(value) : date.toLocaleString();
-};
 const statusLabel = (status) => String(status || "open").replace(/_/g, " ");
 
-let token = sessionStorage.getItem(TOKEN_KEY);
 let selectedId = null;
-
-const api = (url, options) =>
-  leadRequest(token, url, options).catch((error) => {
-    if (error.status === 401 || error.status === 403) signOut("Your token was refused. Sign in again.");
-    throw error;
-  });
 
 function showSignIn(message = "") {
   $("workspace").hidden = true;
@@ -41,10 +19,10 @@ function showSignIn(message = "") {
 }
 
 function signOut(message = "") {
-  token = null;
-  sessionStorage.removeItem(TOKEN_KEY);
+  setToken(null);
   showSignIn(message);
 }
+onTokenRefused(() => signOut("Your token was refused. Sign in again."));
 
 async function signIn(candidate) {
   try {
@@ -54,8 +32,7 @@ async function signIn(candidate) {
     showSignIn(refused ? "That token was refused." : `Could not sign in: ${error.message}`);
     return;
   }
-  token = candidate;
-  sessionStorage.setItem(TOKEN_KEY, token);
+  setToken(candidate);
   $("sign-in").hidden = true;
   $("workspace").hidden = false;
   $("sign-out").hidden = false;
@@ -105,6 +82,7 @@ async function openTicket(ticketId) {
   try {
     const ticket = await api(`/api/tickets/${encodeURIComponent(ticketId)}`);
     pane.replaceChildren(...ticketDetail(ticket));
+    document.dispatchEvent(new CustomEvent("console:ticket", { detail: { ticket, pane } })); // hook: other tabs add buttons
   } catch (error) {
     pane.replaceChildren(el("p", "form-error", `Could not load ticket ${ticketId}: ${error.message}`));
   }
@@ -148,7 +126,8 @@ function ticketDetail(ticket) {
 function transcriptTurn(turn, sources) {
   const item = el("li", `turn ${turn.role}`);
   const meta = el("div", "turn-meta");
-  meta.append(el("strong", "", turn.role === "user" ? "Customer" : "Bot"));
+  const lead = turn.by === "human" ? `${turn.name} (person)` : "Bot"; // a lead's turn or record (live takeover)
+  meta.append(el("strong", "", turn.role === "user" ? "Customer" : lead));
   if (turn.at) meta.append(el("span", "", formatTime(turn.at)));
   if (turn.interrupted) meta.append(el("span", "badge", "interrupted"));
   const body = el("div", "md");
@@ -279,6 +258,7 @@ async function loadReview() {
       ...items.map((item) => {
         const card = feedbackItem({ ...item, at: item.queued_at });
         card.querySelector(".turn-meta").prepend(el("span", `badge kind-${item.kind}`, REVIEW_KINDS[item.kind] || item.kind));
+        document.dispatchEvent(new CustomEvent("console:review-item", { detail: { item, card } })); // hook, as above
         return card;
       }),
     );
@@ -341,16 +321,10 @@ function quarantineItem(chunk) {
   return card;
 }
 
-function showTab(name) {
-  for (const tab of ["tickets", "feedback", "review", "quarantine"]) {
-    $(`tab-${tab}`).setAttribute("aria-pressed", String(tab === name));
-    $(`${tab}-view`).hidden = tab !== name;
-  }
-  if (name === "tickets") loadTickets();
-  else if (name === "feedback") loadFeedback();
-  else if (name === "review") loadReview();
-  else loadQuarantine();
-}
+registerTab("tickets", loadTickets);
+registerTab("feedback", loadFeedback);
+registerTab("review", loadReview);
+registerTab("quarantine", loadQuarantine);
 
 $("sign-in").addEventListener("submit", (event) => {
   event.preventDefault();
@@ -359,11 +333,13 @@ $("sign-in").addEventListener("submit", (event) => {
 $("sign-out").addEventListener("click", () => signOut());
 $("status-filter").addEventListener("change", loadTickets);
 $("refresh").addEventListener("click", loadTickets);
-$("tab-tickets").addEventListener("click", () => showTab("tickets"));
-$("tab-feedback").addEventListener("click", () => showTab("feedback"));
-$("tab-review").addEventListener("click", () => showTab("review"));
-$("tab-quarantine").addEventListener("click", () => showTab("quarantine"));
+wireTabs();
 
-if (token) signIn(token);
+// The link `./run` prints carries a generated token in the fragment (never sent to the server): take it into this
+// tab's storage and drop it from the address bar, so it is neither bookmarked nor shared by accident.
+const linked = new URLSearchParams(location.hash.slice(1)).get("token");
+if (linked) history.replaceState(null, "", location.pathname + location.search);
+if (linked) signIn(linked);
+else if (currentToken()) signIn(currentToken());
 else showSignIn();
 document.documentElement.dataset.ready = "true";

@@ -3,6 +3,7 @@
 // addressed to the host's origin only, which widget.js passes as `?parent=<origin>`.
 import { Chat } from "./chat.js";
 import { setupEscalation } from "./escalate-dialog.js";
+import { showStarters } from "./starters.js";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(window.location.search);
@@ -83,6 +84,12 @@ if (host) {
 } else {
   $("close-widget").hidden = true; // nobody to tell: a close button would do nothing
 }
+
+// Starter questions in the welcome area: a click asks one, as if typed (frontend/js/starters.js).
+showStarters($("starters"), (question) => {
+  if (!chat.streaming) chat.ask(question);
+  input.focus();
+});
 
 chat.restore().finally(() => {
   document.documentElement.dataset.ready = "true";

@@ -87,6 +87,11 @@ export class AnswerView {
     this.alert.setAttribute("role", "alert");
     this.alert.hidden = true;
     this.bubble.append(this.status, this.body, this.interruptedLabel, this.alert);
+    // A verified answer (done.verified): written by the support team and sent as written, without the model.
+    this.verifiedBadge = el("p", "verified-badge", "Verified answer");
+    this.verifiedBadge.title = "Written and checked by our support team";
+    this.verifiedBadge.hidden = true;
+    this.bubble.prepend(this.verifiedBadge);
     // The server's notice (e.g. the model failed mid-answer) is not part of the answer: it sits under the bubble.
     this.modelNotice = el("p", "model-notice");
     this.modelNotice.setAttribute("role", "status");
@@ -179,6 +184,7 @@ export class AnswerView {
     this.actions.hidden = true;
     this.setInterrupted(false);
     this.item.classList.remove("refused");
+    this.setVerified(null);
     this.modelNotice.hidden = true;
     this.clearAlert();
     this.setSearching(true);
@@ -272,8 +278,9 @@ export class AnswerView {
    * truth: it replaces whatever streamed. Without it (an older server) the streamed text stays. `offered` (a
    * reason) shows the buttons that accept the offer of a person; by default the `offer` event's reason.
    */
-  finish(messageId, { text, interrupted = false, refused = false, offered = this.offered } = {}) {
+  finish(messageId, { text, interrupted = false, refused = false, offered = this.offered, verified = null } = {}) {
     this.setSearching(false);
+    this.setVerified(verified);
     if (typeof text === "string") this.text = text;
     this.flush();
     this.messageId = messageId || null;
@@ -284,6 +291,12 @@ export class AnswerView {
     this.showOffer(Boolean(this.offered) && !interrupted);
     this.actions.hidden = false;
     this.up.disabled = this.down.disabled = !this.messageId;
+  }
+
+  /** `verified`: the verified answer's id (the badge shows) or null. */
+  setVerified(verified) {
+    this.verifiedBadge.hidden = !verified;
+    this.item.classList.toggle("verified", Boolean(verified));
   }
 
   /** Stopped here (the Stop button): what streamed stays, marked incomplete, as the server stores it. */
