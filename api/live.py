@@ -268,6 +268,14 @@ async def lead_events(
     last_event_id: LastEventId = None,
 ) -> EventSourceResponse:
     """What the console shows live: the customer's messages and typing, and the other side's events."""
+    return await events_response(request, state, session_id, after, last_event_id)
+
+
+async def events_response(
+    request: Request, state: Services, session_id: str, after: str | None, last_event_id: str | None
+) -> EventSourceResponse:
+    """The session's live events from `after` (or Last-Event-ID), else from now, until the client leaves or the
+    session is gone. One stream for both sides; each side reads the events the other wrote."""
     if not await sessions.known(state.redis, session_id):
         raise HTTPException(404, "No such session (it may have expired or been deleted).")
     live = channel(state)
@@ -292,15 +300,7 @@ async def customer_events(
 ) -> EventSourceResponse:
     """What the chat page listens to after an escalation: a lead joining, their messages and typing, hand-back
     and resolve. Send `after` (the last event id seen) when reconnecting, so nothing is missed."""
-    if not await sessions.known(state.redis, session_id):
-        raise HTTPException(404, "No such session (it may have expired or been deleted).")
-    live = channel(state)
-    start = start_after(after, last_event_id) or await live.cursor(session_id)  # fixed before the answer starts
-
-    async def alive() -> bool:
-        return await sessions.known(state.redis, session_id)
-
-    return EventSourceResponse(stream(request, live, session_id, start, alive), ping=state.settings.sse_ping_seconds)
+    return await events_response(request, state, session_id, after, last_event_id)
 
 
 @router.post("/chat/live/typing", status_code=204)

@@ -304,24 +304,9 @@ def start_and_run(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
     sys.path[:0] = [str(ROOT)]
-    from launcher.app_process import run_app, seed_knowledge_base
-    from launcher.services import free_port, start_chroma, start_llm, start_redis
-    from settings import Settings
+    from launcher.app_process import bench_parts, run_app
 
-    services = [
-        start_redis(work / "redis", free_port(), work / "logs"),
-        start_chroma(work / "chroma", free_port(), work / "logs"),
-        start_llm(Settings().gguf_path, free_port(), work / "logs"),
-    ]
-    redis, chroma, llm = services
-    try:
-        settings = Settings(
-            _env_file=None,
-            data_dir=work / "data",
-            chroma_url=chroma.url,  # type: ignore[call-arg]
-            kb_collection="garak",
-        )
-        seed_knowledge_base(settings)
+    with bench_parts(work, "garak") as (redis, chroma, llm):
         env = {
             "REDIS_URL": redis.url,
             "CHROMA_URL": chroma.url,
@@ -336,9 +321,6 @@ def start_and_run(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
         }
         with run_app(work / "app", env) as app:
             return run_garak(args.garak_python, app.url, work, args.cap, args.seed)
-    finally:
-        for service in services:
-            service.stop()
 
 
 def main() -> None:

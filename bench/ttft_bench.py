@@ -208,25 +208,11 @@ def main() -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
-    from launcher.app_process import run_app, seed_knowledge_base  # shared with the tests; bench/ imports no tests/
-    from launcher.services import free_port, start_chroma, start_llm, start_redis
-    from settings import Settings
+    from launcher.app_process import bench_parts, run_app  # shared with the tests; bench/ imports no tests/
+    from launcher.services import free_port
 
     work = Path(tempfile.mkdtemp(prefix="ttft-bench-"))
-    services = [
-        start_redis(work / "redis", free_port(), work / "logs"),
-        start_chroma(work / "chroma", free_port(), work / "logs"),
-        start_llm(Settings().gguf_path, free_port(), work / "logs"),
-    ]
-    redis, chroma, llm = services
-    try:
-        settings = Settings(
-            _env_file=None,
-            data_dir=work / "data",
-            chroma_url=chroma.url,  # type: ignore[call-arg]
-            kb_collection="ttft-bench",
-        )
-        seed_knowledge_base(settings)
+    with bench_parts(work, "ttft-bench") as (redis, chroma, llm):
         env = {
             "REDIS_URL": redis.url,
             "CHROMA_URL": chroma.url,
@@ -258,9 +244,6 @@ def main() -> int:
             time_direct(llm.url, body)
             for cold in {"warm": [False], "cold": [True], "both": [False, True]}[args.mode]:
                 measure(app.url, llm.url, body, args.runs, cold, first_text)
-    finally:
-        for service in reversed(services):
-            service.stop()
     return 0
 
 

@@ -191,22 +191,10 @@ def first_token_ms(client: httpx.Client, question: str) -> tuple[float, str | No
 
 
 def ttft_part(runs: int) -> None:
-    from launcher.app_process import run_app, seed_knowledge_base
-    from launcher.services import free_port, start_chroma, start_llm, start_redis
-    from settings import Settings
+    from launcher.app_process import bench_parts, run_app
 
     work = Path(tempfile.mkdtemp(prefix="verified-bench-"))
-    services = [
-        start_redis(work / "redis", free_port(), work / "logs"),
-        start_chroma(work / "chroma", free_port(), work / "logs"),
-        start_llm(Settings().gguf_path, free_port(), work / "logs"),
-    ]
-    redis, chroma, llm = services
-    try:
-        settings = Settings(
-            _env_file=None, data_dir=work / "data", chroma_url=chroma.url, kb_collection="verified-bench"
-        )  # type: ignore[call-arg]
-        seed_knowledge_base(settings)
+    with bench_parts(work, "verified-bench") as (redis, chroma, llm):
         env = {
             "REDIS_URL": redis.url,
             "CHROMA_URL": chroma.url,
@@ -237,9 +225,6 @@ def ttft_part(runs: int) -> None:
             ordered = sorted(values)
             p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
             print(f"  {kind:9s} p50 {statistics.median(values):8.1f} ms   p95 {p95:8.1f} ms   min {ordered[0]:.1f} ms")
-    finally:
-        for service in reversed(services):
-            service.stop()
 
 
 def main() -> int:

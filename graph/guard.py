@@ -16,7 +16,11 @@ _ASKS_FOR_PERSON = re.compile(
 )
 _UNSURE = re.compile(
     r"\b(escalat\w*|human agent|not sure|unsure|i (do not|don't) know|(cannot|can't|unable to) (help|answer|find)|"
-    r"(do not|don't) have (enough |any )?(information|details))\b",
+    r"(do not|don't) have (enough |any )?(information|details)|"
+    # The model saying its sources lack the answer, in the words small models use instead of "not sure":
+    r"(sources?|documentation|context)( provided)? (do|does|did) ?n[o']t (contain|mention|provide|include|cover|say|"
+    r"specify|state|answer)|no information (about|on|regarding)|"
+    r"(is|are) not (mentioned|covered|provided|specified|stated) in the (provided )?(sources?|documentation))\b",
     re.IGNORECASE,
 )
 _HANDOVER = re.compile(r"\b(ticket|case|escalat\w*|support team|human agent|colleague|specialist)\b", re.IGNORECASE)

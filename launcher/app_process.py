@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 
 from api.http_protocol import HTTP_PROTOCOL
-from launcher.services import free_port
+from launcher.services import Service, free_port, start_chroma, start_llm, start_redis
 from settings import Settings
 from tools.documents import Chunk, index_text
 from tools.embeddings import get_embeddings
@@ -121,3 +121,21 @@ def run_app(work: Path, env: dict[str, str], timeout: float = 120.0) -> Iterator
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(5)
+
+
+@contextmanager
+def bench_parts(work: Path, collection: str) -> Iterator[tuple[Service, Service, Service]]:
+    """What the benchmarks start: a Redis server, a Chroma server whose `collection` holds the sample help centre,
+    and the local LLM server (LOCAL_MODEL); (redis, chroma, llm), all stopped at the end, the last started first."""
+    services: list[Service] = []
+    try:
+        services.append(start_redis(work / "redis", free_port(), work / "logs"))
+        services.append(start_chroma(work / "chroma", free_port(), work / "logs"))
+        services.append(start_llm(Settings().gguf_path, free_port(), work / "logs"))
+        redis, chroma, llm = services
+        seeded = Settings(_env_file=None, data_dir=work / "data", chroma_url=chroma.url, kb_collection=collection)  # type: ignore[call-arg]
+        seed_knowledge_base(seeded)
+        yield redis, chroma, llm
+    finally:
+        for service in reversed(services):
+            service.stop()

@@ -344,6 +344,13 @@ async def test_the_llm_dying_mid_answer_keeps_the_shown_text_marked_interrupted(
 
 
 def test_the_unsure_wording_is_recognised() -> None:
-    for unsure in ["I'm not sure about that, I will escalate to a human agent.", "I don't know."]:
-        assert guard.model_is_unsure(unsure)
-    assert not guard.model_is_unsure("The reset link is valid for 30 minutes [1].")
+    for unsure in [
+        "I'm not sure about that, I will escalate to a human agent.",
+        "I don't know.",
+        "The sources do not contain information about the weather in Paris.",
+        "The provided documentation doesn't mention return policies.",
+        "The population of Canada is not mentioned in the sources.",
+    ]:
+        assert guard.model_is_unsure(unsure), unsure
+    for sure in ["The reset link is valid for 30 minutes [1].", "The sources suggest using XML tags [2]."]:
+        assert not guard.model_is_unsure(sure), sure

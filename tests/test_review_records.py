@@ -47,8 +47,8 @@ async def everything_under(redis: aioredis.Redis, pattern: str) -> dict[str, tup
     found = {}
     async for key in redis.scan_iter(match=pattern):
         kind = await redis.type(key)
-        if kind == "string":
-            value = await redis.get(key)
+        if kind == "string":  # may be binary (a HyperLogLog): read undecoded, shown with replacements
+            value = (await redis.execute_command("GET", key, NEVER_DECODE=True)).decode(errors="replace")
         elif kind == "zset":
             value = await redis.zrange(key, 0, -1)
         elif kind == "set":
