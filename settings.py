@@ -158,6 +158,9 @@ class Settings(BaseSettings):
     # below LOW_RELEVANCE_SCORE are queued too (and feed the unanswered-questions report).
     quality_sample_rate: float = Field(default=0.05, ge=0, le=1)
     low_relevance_score: float = 0.4
+    # An answer whose content words are mostly not in its sources (nor the question) is withdrawn and a person
+    # offered (graph/citations.py grounding); 0 turns the check off. Measured in docs/quality.md.
+    answer_min_grounding: float = 0.3
     # Verified answers (tools/verified.py): a question matches a variant at this embedding similarity AND this share
     # of the variant's content words; chosen on bench/verified_paraphrases.json (docs/verified-answers.md).
     verified_min_similarity: float = 0.67
@@ -345,7 +348,7 @@ POSITIVE = {
 NOT_NEGATIVE = {"llm_prompt_tokens", "history_turns", "kb_refresh_seconds", "sse_ping_seconds"}
 NOT_NEGATIVE |= {"ticket_webhook_backoff_seconds"}
 NOT_NEGATIVE |= {"starter_cache_seconds"}
-SHARES = {"relevance_threshold", "low_relevance_score"}  # cosine similarities, 0..1
+SHARES = {"relevance_threshold", "low_relevance_score", "answer_min_grounding"}  # cosine similarities, 0..1
 SHARES |= {"verified_min_similarity", "verified_min_overlap"}
 HTTP_URLS = {"llm_base_url", "chroma_url", "ticket_webhook_url", "ticket_slack_webhook_url", "public_url"}
 KB_COLLECTION = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]")

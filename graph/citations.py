@@ -15,6 +15,7 @@ from typing import Any
 from tools.text import content_words
 
 SUPPORT_THRESHOLD = 0.35
+GROUNDING_MIN_WORDS = 4  # an answer shorter than this ("Yes, from the Billing page.") is not judged by its words
 _MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
@@ -49,3 +50,15 @@ def check_citations(answer: str, sources: list[dict[str, Any]]) -> CitationRepor
             support = round(len(words & source_words) / len(words), 3)
         report.sentences.append(SentenceSupport(sentence, cited, support))
     return report
+
+
+def grounding(answer: str, sources: list[dict[str, Any]], question: str = "") -> float | None:
+    """The share of the answer's content words that occur in the sources given to the model or in the question
+    (None for an answer too short to say). An answer written from its sources re-uses their words; one whose
+    words are mostly its own (the population of Canada, a poem, the worked example's reply about a reset link)
+    did not come from the documentation, whatever it cites."""
+    words = content_words(_MARKER.sub("", answer))
+    if len(words) < GROUNDING_MIN_WORDS:
+        return None
+    given = content_words(" ".join(str(s.get("text") or s.get("snippet") or "") for s in sources) + " " + question)
+    return round(len(words & given) / len(words), 3)

@@ -19,7 +19,7 @@ from langgraph.runtime import Runtime
 
 from graph import guard, live, prompts
 from graph.answer_check import AnswerCheck
-from graph.citations import check_citations
+from graph.citations import check_citations, grounding
 from graph.configuration import Context, context_of
 from graph.state import State
 from graph.transcript import shown_sources, text_of, transcript
@@ -167,8 +167,9 @@ def _llm_failed(check: AnswerCheck, error: Exception, write: Any, sources: list[
 
 
 async def check_answer(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
-    """What follows a full answer: a person offered when the model says it is unsure; a correction when a
-    promised ticket was dropped; sentences their cited source does not back are flagged for review."""
+    """What follows a full answer: a person offered when the model says it is unsure, or instead of an answer
+    whose words mostly are not in its sources (ANSWER_MIN_GROUNDING: withdrawn, the page ends on the offer); a
+    correction when a promised ticket was dropped; sentences their cited source does not back are flagged."""
     context = context_of(runtime)
     reply = state["messages"][-1]
     text, meta = text_of(reply), dict(reply.response_metadata or {})
@@ -176,6 +177,12 @@ async def check_answer(state: State, runtime: Runtime[Context]) -> dict[str, Any
     if report.unsupported:
         UNSUPPORTED_SENTENCES.inc(len(report.unsupported))
         meta["unsupported"] = report.unsupported
+    share = grounding(text, state.get("sources", []), text_of(state["messages"][-2]))
+    if share is not None and share < context.settings.answer_min_grounding:
+        # Not from the documentation: withdrawn (the page ends on the stored reply, which is the offer alone).
+        OUTPUT_CHECKS.labels(check="ungrounded").inc()
+        meta |= {"withdrawn": True, "grounding": share}
+        return {"messages": [AIMessage("", id=reply.id, response_metadata=meta)]} | _hand_over(context, "model_unsure")
     if guard.model_is_unsure(text):
         return {"messages": [AIMessage(text, id=reply.id, response_metadata=meta)]} | _hand_over(
             context, "model_unsure"
@@ -240,9 +247,12 @@ def _add_to_reply(messages: list[AnyMessage], text: str, meta: dict[str, Any], w
     """The turn's one reply: `text` after the model's answer when there is one, else a reply of its own."""
     last = messages[-1]
     meta = meta | {"at": _now()}
-    if isinstance(last, AIMessage):
+    if isinstance(last, AIMessage) and text_of(last).strip():
         write(_token(f"\n\n{text}"))
         return AIMessage(f"{text_of(last)}\n\n{text}", id=last.id, response_metadata=last.response_metadata | meta)
+    if isinstance(last, AIMessage):  # an answer withdrawn by check_answer: the reply is `text` alone
+        write(_token(f"\n\n{text}"))
+        return AIMessage(text, id=last.id, response_metadata=last.response_metadata | meta)
     write(_token(text))
     return AIMessage(text, id=new_message_id(), response_metadata=meta)
 

@@ -292,6 +292,36 @@ async def test_an_unsure_answer_goes_through_the_graph_to_an_offer_in_one_reply(
     assert ticket.transcript[1].content == history[-1]["content"]
 
 
+@pytest.fixture
+async def grounded(kb_settings: Settings, words: ScriptedLLM) -> AsyncIterator[Agent]:
+    """The scripted model with the product's grounding check on (tests/conftest.py turns it off elsewhere)."""
+    product = Settings.model_fields["answer_min_grounding"].default
+    update = {"llm_base_url": [words.url], "answer_min_grounding": product}
+    async with agent_for(kb_settings.model_copy(update=update)) as built:
+        yield built
+
+
+async def test_an_answer_not_written_from_its_sources_is_withdrawn_and_a_person_offered(
+    grounded: Agent, words: ScriptedLLM
+) -> None:
+    """The scripted model replies to an off-topic question with words of its own, citing a source anyway (as Qwen
+    did: "The population of Canada is 37.9 million [1]"): the stored reply — what the page ends on — is the offer
+    alone, and nothing of the invented answer is kept in the conversation."""
+    invented = "The population of Canada is 37.9 million people, growing every year [1]."
+    words.script(invented)
+    session = new_session_id()
+    events = await grounded.turn(session, "How do I reset my password for Canada?")
+    assert first(events, "offer")["reason"] == "model_unsure"
+    history = await grounded.history(session)
+    assert [h["role"] for h in history] == ["user", "assistant"]
+    assert history[-1]["content"] == events[-1]["text"] == prompts.offer_text("model_unsure")
+    assert "million" not in history[-1]["content"]
+
+    words.script("A password reset link is sent to your e-mail address and expires after 30 minutes [1].")
+    kept = await grounded.turn(new_session_id(), "How do I reset my password?")  # written from its source: kept
+    assert "offer" not in kinds(kept) and "expires after 30 minutes" in kept[-1]["text"]
+
+
 async def test_a_sure_answer_ends_the_turn_without_a_ticket(scripted: Agent, words: ScriptedLLM) -> None:
     words.script("Click Forgot password on the sign-in page [1].")
     session = new_session_id()
