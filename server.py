@@ -64,6 +64,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     limits = RateLimits(settings)
     context = build_context(settings, redis, ticket_quota=limits.allow_ticket)
     state = Services(settings=settings, redis=redis, context=context, graph=graph, limits=limits)
+    if settings.ticket_webhook_url and not settings.ticket_webhook_secret:
+        log.warning("TICKET_WEBHOOK_SECRET is not set: the ticket webhook is sent unsigned")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -52,10 +52,10 @@ async def record_turn(state: Services, turn: TurnResult, timings: dict[str, Any]
             },
         )
         await queue_for_review(state, turn)
-        if suggestible_turn(state, turn):
-            await starters_of(state).record(turn.session_id, turn.question)
         if not await sessions.known(state.redis, turn.session_id):  # erased while this was writing
             await sessions.erase_session(state, turn.session_id)
+        elif suggestible_turn(state, turn):  # after the erase check: a failure here cannot skip the erase
+            await starters_of(state).record(turn.session_id, turn.question)
         if turn.ticket_id:
             await announce_ticket(state, turn.ticket_id)
     except Exception:
@@ -65,8 +65,11 @@ async def record_turn(state: Services, turn: TurnResult, timings: dict[str, Any]
 def suggestible_turn(state: Services, turn: TurnResult) -> bool:
     """Starter suggestions (tools/starters.py) come from questions answered from good sources only: never a
     refused, escalated, offered or failed turn, nor an answer from weak sources (a gap in the docs)."""
-    weak = turn.best_score is not None and turn.best_score < state.settings.low_relevance_score
-    return turn.outcome == "answered" and not turn.failed and not weak
+    return turn.outcome == "answered" and not weak_sources(state, turn)
+
+
+def weak_sources(state: Services, turn: TurnResult) -> bool:
+    return turn.best_score is not None and turn.best_score < state.settings.low_relevance_score
 
 
 async def queue_for_review(state: Services, turn: TurnResult) -> None:
@@ -85,7 +88,7 @@ async def queue_for_review(state: Services, turn: TurnResult) -> None:
         await queue.add("low_relevance", record | {"best_score": turn.best_score, "offered": True})
     elif turn.outcome != "answered":
         return
-    elif turn.best_score is not None and turn.best_score < state.settings.low_relevance_score:
+    elif weak_sources(state, turn):
         await queue.add("low_relevance", record | {"best_score": turn.best_score})
     elif should_sample(state.settings.quality_sample_rate):
         await queue.add("sampled", record)

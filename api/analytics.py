@@ -8,7 +8,6 @@ logged and counted in `analytics_record_failures_total`.
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import logging
@@ -20,12 +19,12 @@ from fastapi.responses import Response
 
 import metrics
 from api.deps import RedisDep, Services, SettingsDep
+from api.review import unanswered_groups
 from api.security import require_admin
 from graph.state import EscalationReason
 from graph.turns import TurnResult
 from settings import Settings
 from tools.analytics import Analytics
-from tools.review import ReviewQueue, unanswered_report
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["analytics"], dependencies=[Depends(require_admin)])
@@ -64,9 +63,9 @@ async def count_rating(state: Services, message_id: str, rating: str) -> None:
 
 def _day(value: str, name: str) -> date:
     try:
-        if len(value) != 10:
+        if len(value) != 10:  # strptime also takes 2025-1-5; fromisoformat also takes week dates (2025-W01-1)
             raise ValueError(value)
-        return date.fromisoformat(value)
+        return datetime.strptime(value, "%Y-%m-%d").date()
     except ValueError:
         raise HTTPException(422, f"'{name}' must be a date written YYYY-MM-DD, e.g. 2025-01-31.") from None
 
@@ -75,7 +74,10 @@ def date_range(first: str | None, last: str | None, retention_days: int) -> tupl
     """The days asked for (default: the last 30 up to today, UTC), or a 422 saying what to change."""
     today = datetime.now(UTC).date()
     end = _day(last, "to") if last else today
-    start = _day(first, "from") if first else end - timedelta(DEFAULT_DAYS - 1)
+    try:
+        start = _day(first, "from") if first else end - timedelta(DEFAULT_DAYS - 1)
+    except OverflowError:  # `to` in the first days of year 1
+        raise HTTPException(422, f"'to' ({end}) is too early: give a 'from' as well.") from None
     if end > today:
         raise HTTPException(422, f"'to' ({end}) is in the future: the last day with figures is today, {today} (UTC).")
     if start > end:
@@ -91,16 +93,8 @@ def date_range(first: str | None, last: str | None, retention_days: int) -> tupl
 
 
 async def top_unanswered(redis: Any, settings: Settings, start: date, end: date) -> list[dict[str, Any]]:
-    """The review report's unanswered-question groups (tools/review.py), of the items queued in the range."""
-    from tools.embeddings import get_embeddings
-
-    items = await ReviewQueue(redis, retention_days=settings.log_retention_days).list(limit=2000)
-    first, last = start.isoformat(), end.isoformat()
-    gaps = [i for i in items if first <= str(i.get("queued_at", ""))[:10] <= last]
-    if not gaps:
-        return []
-    embed = get_embeddings(settings).embed_documents
-    return (await asyncio.to_thread(unanswered_report, gaps, embed))[:TOP_UNANSWERED]
+    """The review report's unanswered-question groups (api/review.py), of the items queued in the range."""
+    return (await unanswered_groups(redis, settings, start.isoformat(), end.isoformat()))[:TOP_UNANSWERED]
 
 
 @router.get("/analytics")

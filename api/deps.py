@@ -34,6 +34,7 @@ class Services:
     graph: Any
     limits: RateLimits
     background: set[asyncio.Task[Any]] = field(default_factory=set)
+    cache: dict[str, tuple[float, Any]] = field(default_factory=dict)  # name → (time.monotonic(), value)
 
     def spawn(self, coroutine: Any) -> None:
         """Run a coroutine beside requests, keeping a reference so it is not garbage-collected mid-way."""

@@ -25,6 +25,8 @@ from api import sessions
 from api.chat import release
 from api.deps import Services, ServicesDep
 from api.security import require_admin
+from api.tickets import MAX_NOTE_CHARS
+from api.webhook import ticket_json
 from graph.live import add_to_conversation, lead_message, update_ticket
 from graph.transcript import transcript
 from tools.live import EVENT_ID, MAX_NAME_CHARS, MAX_REPLY_CHARS, LiveChannel, LiveState, conversations
@@ -36,7 +38,6 @@ LOCK_WAIT_SECONDS = 15.0  # a lead's write waits this long for a bot answer in p
 LOCK_SECONDS = 30  # a lead's write holds the session's lock at most this long (a dead process frees it then)
 POLL_SECONDS = 0.5  # new events are looked for this often; no Redis connection is held in between
 GONE = "This conversation has expired or was deleted."
-MAX_NOTE_CHARS = 4000
 
 
 def _clean(value: str) -> str:
@@ -79,9 +80,7 @@ def channel(state: Services) -> LiveChannel:
 
 async def existing(state: Services, session_id: str) -> str:
     """404 for an id we did not issue or that expired; a lead's action keeps the session alive like a turn."""
-    if not await sessions.known(state.redis, session_id, state.settings.session_ttl_seconds):
-        raise HTTPException(404, "No such session (it may have expired or been deleted).")
-    return session_id
+    return await sessions.require_session(state.redis, session_id, state.settings.session_ttl_seconds)
 
 
 def held_elsewhere(live: LiveState, lead: str) -> None:
@@ -138,8 +137,7 @@ async def list_conversations(state: ServicesDep) -> dict[str, Any]:
 async def conversation(session_id: str, state: ServicesDep) -> dict[str, Any]:
     """One conversation: who holds it, its thread (lead turns marked), its open ticket, and the event id to
     listen after (read before the thread, so nothing falls in between)."""
-    if not await sessions.known(state.redis, session_id):
-        raise HTTPException(404, "No such session (it may have expired or been deleted).")
+    await sessions.require_session(state.redis, session_id)
     live = channel(state)
     cursor = await live.cursor(session_id)
     snapshot = await state.graph.aget_state({"configurable": {"thread_id": session_id}})
@@ -182,7 +180,7 @@ async def reply(session_id: str, body: Reply, state: ServicesDep) -> dict[str, A
         stored = await record(state, session_id, body.text, body.lead)
     data = {"message_id": stored["message_id"], "from": "lead", "name": body.lead, "text": body.text}
     event_id = await live.publish(session_id, "message", data)
-    return {"message_id": stored["message_id"], "event_id": event_id, "at": stored["at"]}
+    return {"message_id": stored["message_id"], "event_id": event_id, "at": stored["at"], "text": body.text}
 
 
 @lead_routes.post("/{session_id}/typing", status_code=204)
@@ -227,7 +225,7 @@ async def resolve(session_id: str, body: Resolve, state: ServicesDep) -> dict[st
             ticket = await store.update(stored["ticket_id"], status="resolved", note=note)
     data = {"name": body.lead, "message_id": stored["message_id"], "ticket_id": stored["ticket_id"]}
     await live.publish(session_id, "resolved", data)
-    return {"live": LiveState().public(), "ticket": ticket.model_dump(mode="json") if ticket else None}
+    return {"live": LiveState().public(), "ticket": ticket_json(ticket) if ticket else None}
 
 
 def start_after(after: str | None, last_event_id: str | None) -> str | None:
@@ -276,8 +274,7 @@ async def events_response(
 ) -> EventSourceResponse:
     """The session's live events from `after` (or Last-Event-ID), else from now, until the client leaves or the
     session is gone. One stream for both sides; each side reads the events the other wrote."""
-    if not await sessions.known(state.redis, session_id):
-        raise HTTPException(404, "No such session (it may have expired or been deleted).")
+    await sessions.require_session(state.redis, session_id)
     live = channel(state)
     start = start_after(after, last_event_id) or await live.cursor(session_id)  # fixed before the answer starts
 
@@ -306,8 +303,7 @@ async def customer_events(
 @router.post("/chat/live/typing", status_code=204)
 async def customer_typing(body: CustomerTyping, state: ServicesDep) -> Response:
     """The customer is typing: shown to the lead who holds the conversation (nothing is sent otherwise)."""
-    if not await sessions.known(state.redis, body.session_id):
-        raise HTTPException(404, "No such session (it may have expired or been deleted).")
+    await sessions.require_session(state.redis, body.session_id)
     live = channel(state)
     if (await live.state(body.session_id)).human:
         await live.typing(body.session_id, "customer", {})

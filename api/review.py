@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 
 from api.deps import RedisDep, SettingsDep
 from api.security import require_admin
+from settings import Settings
 from tools.review import ReviewQueue, unanswered_report
 
 router = APIRouter(prefix="/api/review", tags=["review"], dependencies=[Depends(require_admin)])
@@ -27,14 +28,29 @@ async def review_queue(
     return {"items": await ReviewQueue(redis, retention_days=settings.log_retention_days).list(kind, limit)}
 
 
+UNANSWERED_ITEMS = 2000  # the newest review items the report groups
+
+
+async def unanswered_groups(
+    redis: Any, settings: Settings, first_day: str = "", last_day: str = ""
+) -> list[dict[str, Any]]:
+    """The unanswered-questions report over the newest UNANSWERED_ITEMS review items, of those queued between
+    `first_day` and `last_day` (YYYY-MM-DD, inclusive) when given. One place for the review tab and analytics."""
+    from tools.embeddings import get_embeddings
+
+    items = await ReviewQueue(redis, retention_days=settings.log_retention_days).list(limit=UNANSWERED_ITEMS)
+    if first_day or last_day:
+        items = [i for i in items if first_day <= str(i.get("queued_at", ""))[:10] <= (last_day or "9999")]
+    if not items:
+        return []
+    embed = get_embeddings(settings).embed_documents
+    return await asyncio.to_thread(unanswered_report, items, embed)
+
+
 @router.get("/unanswered")
 async def unanswered(redis: RedisDep, settings: SettingsDep) -> dict[str, Any]:
     """Escalated and low-relevance questions grouped by meaning, largest groups first: the documentation's gaps."""
-    from tools.embeddings import get_embeddings
-
-    items = await ReviewQueue(redis, retention_days=settings.log_retention_days).list(limit=2000)
-    embed = get_embeddings(settings).embed_documents
-    return {"groups": await asyncio.to_thread(unanswered_report, items, embed)}
+    return {"groups": await unanswered_groups(redis, settings)}
 
 
 @router.get("/quarantine")

@@ -84,8 +84,9 @@ async def erase_session(state: Services, session_id: str) -> None:
     await redis.delete(_marker(session_id), _lock_key(session_id))
 
 
-async def require_session(redis: aioredis.Redis, session_id: str) -> str:
-    if not await known(redis, session_id):
+async def require_session(redis: aioredis.Redis, session_id: str, ttl_seconds: int | None = None) -> str:
+    """404 for an id we did not issue or that expired; `ttl_seconds` also keeps the session alive (a lead's action)."""
+    if not await known(redis, session_id, ttl_seconds):
         raise HTTPException(404, "No such session (it may have expired or been deleted).")
     return session_id
 
@@ -93,11 +94,13 @@ async def require_session(redis: aioredis.Redis, session_id: str) -> str:
 @router.get("/{session_id}/history")
 async def history(session_id: str, redis: RedisDep, agent: GraphDep) -> dict[str, Any]:
     """The conversation so far, to restore the chat after a page reload; `live` says whether a support lead
-    holds it, and `live.cursor` is the live event to listen after (read first: nothing falls in between)."""
+    holds it, whether an open ticket waits for one (`waiting`: opened by the bot or the page's dialog), and
+    `live.cursor` is the live event to listen after (read first: nothing falls in between)."""
     await require_session(redis, session_id)
     channel = LiveChannel(redis, 0)  # reads only
     cursor = await channel.cursor(session_id)
-    live = (await channel.state(session_id)).public() | {"cursor": cursor}
+    waiting = await TicketStore(redis).open_ticket_for(session_id) is not None
+    live = (await channel.state(session_id)).public() | {"cursor": cursor, "waiting": waiting}
     return {"session_id": session_id, "messages": await get_history(agent, session_id), "live": live}
 
 

@@ -19,7 +19,7 @@ from api.security import require_admin
 from tools.starters import DIGEST_PATTERN, MAX_CHARS, MAX_QUESTIONS, Starters, normalised, tidy
 
 router = APIRouter(prefix="/api/starters", tags=["starters"])
-_cache: dict[int, tuple[float, dict[str, Any]]] = {}  # id(Services) → (when, answer)
+CACHE_KEY = "starters"  # in Services.cache
 
 
 def starters_of(state: Services) -> Starters:
@@ -60,11 +60,11 @@ async def starter_questions(state: ServicesDep, response: Response) -> dict[str,
     """The questions the empty chat offers: `source` says whether the lead chose them or they were asked most."""
     seconds = state.settings.starter_cache_seconds
     response.headers["Cache-Control"] = f"public, max-age={int(seconds)}" if seconds >= 1 else "no-cache"
-    cached = _cache.get(id(state))
+    cached = state.cache.get(CACHE_KEY)
     if cached and time.monotonic() - cached[0] < seconds:
         return cached[1]
     answer = await starters_of(state).public(state.settings.starter_count)
-    _cache[id(state)] = (time.monotonic(), answer)
+    state.cache[CACHE_KEY] = (time.monotonic(), answer)
     return answer
 
 
@@ -72,7 +72,7 @@ async def starter_questions(state: ServicesDep, response: Response) -> dict[str,
 async def configure_starters(body: StartersIn, state: ServicesDep) -> dict[str, Any]:
     """Replace the lead's list (at most 8 questions of at most 120 characters); [] goes back to suggestions."""
     await starters_of(state).configure(body.questions)
-    _cache.pop(id(state), None)
+    state.cache.pop(CACHE_KEY, None)
     return await starters_of(state).public(state.settings.starter_count)
 
 
@@ -97,5 +97,5 @@ async def hide_suggestion(
     """Hide a suggestion from the chat page (or show it again)."""
     if not await starters_of(state).set_hidden(suggestion_id, body.hidden):
         raise HTTPException(404, f"No suggestion {suggestion_id!r} (it may have been dropped as rarely asked).")
-    _cache.pop(id(state), None)
+    state.cache.pop(CACHE_KEY, None)
     return {"id": suggestion_id, "hidden": body.hidden}

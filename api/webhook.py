@@ -30,13 +30,13 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 
 import metrics
 from tools.redact import redact
+from tools.text import one_line
 
 log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-Support-Signature"
 TIMESTAMP_HEADER = "X-Support-Timestamp"
 MAX_WAIT_SECONDS = 60.0
 SLACK_REASON_CHARS = 200
-_warned_unsigned = False
 
 
 def ticket_json(ticket: Any) -> dict[str, Any]:
@@ -65,7 +65,7 @@ def slack_escape(text: str) -> str:
 
 def slack_message(ticket: dict[str, Any], console_url: str | None) -> dict[str, Any]:
     """A Slack incoming-webhook message: who needs whom, without the conversation's personal data."""
-    reason = " ".join(redact(str(ticket.get("reason") or "")).split())
+    reason = one_line(redact(str(ticket.get("reason") or "")))
     if len(reason) > SLACK_REASON_CHARS:
         reason = reason[: SLACK_REASON_CHARS - 1] + "…"
     turns = len(ticket.get("transcript") or [])
@@ -161,7 +161,6 @@ async def announce_ticket(state: Any, ticket_id: str) -> None:
     async with httpx.AsyncClient(timeout=10) as client:
         jobs = []
         if url:
-            _warn_if_unsigned(settings.ticket_webhook_secret)
             body = _body({"event": "ticket.created", "ticket": data})
             headers = partial(signed_headers, settings.ticket_webhook_secret, body, "ticket.created", ticket_id)
             jobs.append(_send("generic", ticket_id, deliver(client, url, body, headers=headers, **retries)))
@@ -171,10 +170,3 @@ async def announce_ticket(state: Any, ticket_id: str) -> None:
             headers = partial(dict, {"Content-Type": "application/json"})
             jobs.append(_send("Slack", ticket_id, deliver(client, slack_url, body, headers=headers, **retries)))
         await asyncio.gather(*jobs)
-
-
-def _warn_if_unsigned(secret: str | None) -> None:
-    global _warned_unsigned
-    if not secret and not _warned_unsigned:
-        _warned_unsigned = True
-        log.warning("TICKET_WEBHOOK_SECRET is not set: the ticket webhook is sent unsigned")

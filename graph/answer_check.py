@@ -103,9 +103,11 @@ class AnswerCheck:
         """Drop the raw text from the line where the prompt's source key appears (and a "Sources:" line above)."""
         if not self.source_key:
             return False
-        at = self._raw.lower().find(self.source_key, max(self._done - len(self.source_key), 0))
+        start = max(self._done - len(self.source_key), 0)  # only the unreleased tail: this runs on every piece
+        at = self._raw[start:].lower().find(self.source_key)
         if at < 0:
             return False
+        at += start
         cut = self._raw.rfind("\n", 0, at) + 1
         heading = _SOURCES_LINE.search(self._raw, 0, cut)
         if heading:

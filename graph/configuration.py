@@ -40,6 +40,7 @@ class Context:
     ticket_quota: TicketQuota | None = None  # the API's rate limits; none in Studio
     _knowledge_base: Any = field(default=None, repr=False)
     _loading: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+    verified_matcher: Any = field(default=None, repr=False)  # graph/verified.py builds it on first use
 
     async def knowledge_base(self) -> Any:
         """The hybrid search, loaded once (off the event loop: it reads the embedding model)."""

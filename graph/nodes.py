@@ -247,12 +247,10 @@ def _add_to_reply(messages: list[AnyMessage], text: str, meta: dict[str, Any], w
     """The turn's one reply: `text` after the model's answer when there is one, else a reply of its own."""
     last = messages[-1]
     meta = meta | {"at": _now()}
-    if isinstance(last, AIMessage) and text_of(last).strip():
+    if isinstance(last, AIMessage):  # after the answer; one withdrawn by check_answer is empty: `text` alone
         write(_token(f"\n\n{text}"))
-        return AIMessage(f"{text_of(last)}\n\n{text}", id=last.id, response_metadata=last.response_metadata | meta)
-    if isinstance(last, AIMessage):  # an answer withdrawn by check_answer: the reply is `text` alone
-        write(_token(f"\n\n{text}"))
-        return AIMessage(text, id=last.id, response_metadata=last.response_metadata | meta)
+        content = f"{text_of(last)}\n\n{text}" if text_of(last).strip() else text
+        return AIMessage(content, id=last.id, response_metadata=last.response_metadata | meta)
     write(_token(text))
     return AIMessage(text, id=new_message_id(), response_metadata=meta)
 

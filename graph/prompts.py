@@ -189,7 +189,7 @@ def escalation_text(ticket_id: str, reason: str, created: bool, availability: st
 
 
 PERSON_FETCHED = "A person from our team is being fetched and will join this chat here."
-# {opening}: e.g. "Monday 09:00 (Europe/Berlin)"; {hours}: OFFICE_HOURS as set.
+# {opening}: e.g. "Monday 7 December, 09:00"; {hours}: OFFICE_HOURS as set; {zone}: OFFICE_TIMEZONE.
 PERSON_LATER = (
     "Our team is not in right now (hours: {hours}, {zone}); a person will answer from {opening} — in this chat if it "
     "is still open, and your ticket is kept until then."

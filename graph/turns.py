@@ -21,7 +21,7 @@ from langgraph.graph.state import CompiledStateGraph
 from graph.configuration import Context
 from graph.nodes import new_message_id
 from graph.transcript import last_question, text_of, transcript
-from tools.sources import PublicSource, best_score, public
+from tools.sources import PublicSource, best_score
 
 
 @dataclass
@@ -71,6 +71,7 @@ class Turn:
     async def events(self) -> AsyncIterator[dict[str, Any]]:
         final: dict[str, Any] = {}
         shown: list[str] = []
+        shown_sources: list[PublicSource] = []  # as the page shows them, though a step has not returned yet
         stream = self.graph.astream(
             self.input,
             self.config,
@@ -86,10 +87,12 @@ class Turn:
                         continue
                     if chunk.get("event") == "token":
                         shown.append(chunk["text"])
+                    elif chunk.get("event") == "sources":
+                        shown_sources = chunk["sources"]
                     yield chunk
         except (GeneratorExit, asyncio.CancelledError):
             if not self._replied(final) and "".join(shown).strip():
-                reply = await self._store_interrupted(final, "".join(shown))
+                reply = await self._store_interrupted("".join(shown), shown_sources)
                 self.result = self._result(final | {"messages": [*final.get("messages", []), reply]})
             raise
         self.result = self._result(final)
@@ -107,11 +110,11 @@ class Turn:
         messages = state.get("messages") or []
         return bool(messages) and isinstance(messages[-1], AIMessage)
 
-    async def _store_interrupted(self, state: dict[str, Any], text: str) -> AIMessage:
-        """Keep what the customer already saw, marked as cut off, as the turn's reply."""
+    async def _store_interrupted(self, text: str, sources: list[PublicSource]) -> AIMessage:
+        """Keep what the customer already saw — its words and sources — marked as cut off, as the turn's reply."""
         meta = {
             "interrupted": True,
-            "sources": public(state.get("sources") or []),
+            "sources": sources,
             "at": datetime.now(UTC).isoformat(),
         }
         reply = AIMessage(text, id=new_message_id(), response_metadata=meta)

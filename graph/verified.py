@@ -23,12 +23,12 @@ from graph.nodes import _ANAPHORA, new_message_id
 from graph.state import State
 from graph.transcript import text_of
 from tools.embeddings import get_embeddings
+from tools.sources import public
 from tools.verified import Candidate, Matcher, VerifiedStore
 
 log = logging.getLogger(__name__)
 PIECE_WORDS = 3  # words per `token` event
 PACE_SECONDS = 0.01  # between pieces (~300 words/s): the page shows it streaming, the first piece goes at once
-_matchers: dict[int, Matcher] = {}  # per Redis client (one per app): the variants' vectors stay in memory
 
 
 def leans_on_context(messages: list[AnyMessage]) -> bool:
@@ -46,23 +46,22 @@ def pieces(text: str, words: int = PIECE_WORDS) -> list[str]:
 
 
 async def matcher_for(context: Context) -> Matcher:
-    """The process's matcher, on the knowledge base's embedding model (loaded once, through the knowledge
-    base, so that no second copy is ever loaded beside it)."""
-    matcher = _matchers.get(id(context.redis))
-    if matcher is None:
+    """The app's matcher (kept on its context: the variants' vectors stay in memory), on the knowledge base's
+    embedding model (loaded once, through the knowledge base, so that no second copy is ever loaded beside it)."""
+    if context.verified_matcher is None:
         try:
             await context.knowledge_base()  # loads the model under the context's lock
         except Exception as error:  # Chroma down: the model itself was loaded before the collection was asked for
             log.warning("knowledge base not loaded for verified answers: %s", error)
         settings = context.settings
-        matcher = Matcher(
+        embeddings = await asyncio.to_thread(get_embeddings, settings)  # loaded already, unless that failed
+        context.verified_matcher = Matcher(
             VerifiedStore(context.redis),
-            get_embeddings(settings).embed_documents,
+            embeddings.embed_documents,
             min_similarity=settings.verified_min_similarity,
             min_overlap=settings.verified_min_overlap,
         )
-        _matchers[id(context.redis)] = matcher
-    return matcher
+    return context.verified_matcher
 
 
 def _sources(match: Candidate) -> list[dict[str, Any]]:
@@ -87,12 +86,12 @@ async def verified(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     if match is None:
         return {"next_step": "retrieve"}
     sources = _sources(match)
-    public = [{k: s[k] for k in ("n", "title", "url", "snippet")} for s in sources]
-    write({"event": "sources", "sources": public})
+    shown = public(sources)
+    write({"event": "sources", "sources": shown})
     for n, piece in enumerate(pieces(match.answer.answer)):
         if n:
             await asyncio.sleep(PACE_SECONDS)
         write({"event": "token", "text": piece})
-    meta = {"sources": public, "at": datetime.now(UTC).isoformat(), "verified": match.answer.id}
+    meta = {"sources": shown, "at": datetime.now(UTC).isoformat(), "verified": match.answer.id}
     reply = AIMessage(match.answer.answer, id=new_message_id(), response_metadata=meta)
-    return {"messages": [reply], "sources": sources, "query": text_of(messages[-1]), "next_step": "end"}
+    return {"messages": [reply], "sources": sources, "next_step": "end"}

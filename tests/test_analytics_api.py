@@ -113,6 +113,8 @@ def test_the_range_is_checked_with_a_sentence(app_server: Any, traffic: dict[str
             "from=2025-13-01": "YYYY-MM-DD",
             "to=yesterday": "YYYY-MM-DD",
             "from=2025-1-5": "YYYY-MM-DD",
+            "from=2025-W01-1": "YYYY-MM-DD",  # an ISO week date is 10 characters too
+            "to=0001-01-05": "too early",  # the default 30 days would start before year 1
             f"from={now}&to={now - timedelta(1)}": "swap them",
             f"to={now + timedelta(1)}": "in the future",
             f"from={now - timedelta(400)}&to={now}": "401 days",  # ANALYTICS_RETENTION_DAYS=400 by default

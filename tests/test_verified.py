@@ -10,12 +10,14 @@ model's words that counts the requests it gets), `other` to the real llama.cpp s
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 import redis
+from httpx_sse import connect_sse
 
 from conftest import API_ADMIN_TOKEN
 from helpers.scripted_llm import ScriptedLLM, scripted_llm
@@ -109,6 +111,32 @@ def test_a_matching_question_streams_the_verified_answer_without_an_llm_call(
     session_id = payload(events, "session")["session_id"]
     reply = client.get(f"/api/sessions/{session_id}/history").json()["messages"][-1]
     assert reply["verified"] == refund["id"] and reply["content"] == REFUND["answer"]
+
+
+def test_a_verified_answer_stopped_mid_way_keeps_the_sources_the_page_showed(client: httpx.Client) -> None:
+    """Stop pressed while a long verified answer streams: the words seen so far are stored, marked interrupted,
+    with the sources the page already shows — a reload shows the same (the step had not returned its state)."""
+    long = REFUND | {"questions": ["What is the full refund procedure?"], "answer": "Step by step, as follows. " * 150}
+    created = client.post("/api/verified", json=long, headers=ADMIN).json()
+    try:
+        with connect_sse(client, "POST", "/chat", json={"message": "What is the full refund procedure?"}) as source:
+            seen: dict[str, Any] = {}
+            for event in source.iter_sse():
+                seen.setdefault(event.event, json.loads(event.data))
+                if event.event == "token":
+                    break  # the customer leaves after the first words (~250 pieces, 10 ms apart, are still to come)
+        session_id = seen["session"]["session_id"]
+
+        def stored() -> dict[str, Any] | None:
+            messages = client.get(f"/api/sessions/{session_id}/history").json()["messages"]
+            return messages[-1] if messages[-1]["role"] == "assistant" else None
+
+        assert eventually(stored, 10), "the partial answer was stored"
+        reply = stored()
+        assert reply is not None and reply["interrupted"] is True
+        assert reply["sources"] == seen["sources"]["sources"] != []
+    finally:
+        client.delete(f"/api/verified/{created['id']}", headers=ADMIN)
 
 
 def test_a_near_miss_gets_a_generated_answer(client: httpx.Client, llm: ScriptedLLM, refund: dict[str, Any]) -> None:

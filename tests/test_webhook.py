@@ -183,14 +183,14 @@ def test_without_a_secret_the_post_carries_a_timestamp_but_no_signature() -> Non
 
 def test_slack_gets_a_short_message_without_the_conversation_or_contact(client: httpx.Client, slack: Receiver) -> None:
     _, ticket_id = open_ticket(
-        client, reason="Call me on +44 20 7946 0958 <now> & soon", contact_email="ann@example.com"
+        client, reason="Call me on +44 161 496 0123 <now> & soon", contact_email="ann@example.com"
     )
     (received,) = eventually(lambda: slack.for_ticket(ticket_id))
     message = received.json()
     assert set(message) == {"text", "unfurl_links", "unfurl_media"}
     text = message["text"]
     assert ticket_id in text and f"<{PUBLIC_URL}/console|" in text
-    assert "[PHONE]" in text and "7946" not in text, text  # the reason, redacted
+    assert "[PHONE]" in text and "496 0123" not in text, text  # the reason, redacted
     assert "&lt;now&gt; &amp; soon" in text, text  # Slack's control characters escaped
     assert "ann@example.com" not in text and "reset" not in text.lower(), text  # no contact, no transcript
 

@@ -29,13 +29,12 @@ import redis.asyncio as aioredis
 from tools.tickets import TicketStore
 
 EventType = Literal["joined", "message", "typing", "handed_back", "resolved"]
-EVENT_TYPES: tuple[str, ...] = ("joined", "message", "typing", "handed_back", "resolved")
 MAX_EVENTS = 500  # per session stream (approximate trimming: Redis keeps at least this many)
 MAX_REPLY_CHARS = 4000  # a lead's reply
 MAX_NAME_CHARS = 60  # a lead's display name
 TYPING_EVERY_SECONDS = 2.0  # one typing event per side at most this often
 TYPING_FRESH_SECONDS = 8.0  # older typing events are not replayed to a page that reconnects
-EVENT_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+EVENT_ID = re.compile(r"^\d{1,19}-\d{1,19}$")  # a Redis stream id; Redis refuses parts above 2^64 - 1
 HELD_INDEX = "live:held"
 
 
@@ -105,6 +104,7 @@ class LiveChannel:
         pipe.xadd(key, {"type": kind, "data": payload}, maxlen=MAX_EVENTS, approximate=True)
         pipe.expire(key, self.ttl)
         pipe.expire(self._state_key(session_id), self.ttl)
+        pipe.expire(HELD_INDEX, self.ttl)  # the index lives as long as its most recently active conversation
         event_id, *_ = await pipe.execute()
         return str(event_id)
 

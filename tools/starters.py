@@ -25,7 +25,7 @@ import unicodedata
 import redis.asyncio as aioredis
 
 from tools.redact import redact
-from tools.text import strip_controls
+from tools.text import one_line
 
 MAX_CHARS = 120  # a starter is a button: a short question
 MAX_QUESTIONS = 8  # the most the lead may configure (and the page shows)
@@ -36,9 +36,7 @@ _LINK = re.compile(r"https?://|www\.|\b[\w-]+\.(?:com|net|org|io|co|info|biz|xyz
 _END_PUNCTUATION = " ?!.,;:¿¡…"
 
 
-def tidy(text: str) -> str:
-    """One line, controls removed, runs of spaces collapsed: how a starter is shown."""
-    return " ".join(strip_controls(text).split())
+tidy = one_line  # how a starter is shown
 
 
 def normalised(text: str) -> str:

@@ -14,6 +14,11 @@ def strip_controls(text: str) -> str:
     return "".join(c for c in text if c in KEPT_CONTROLS or unicodedata.category(c) not in ("Cc", "Cf"))
 
 
+def one_line(text: str) -> str:
+    """Controls removed and every run of whitespace (newlines too) one space: a title, a button, a variant."""
+    return " ".join(strip_controls(text).split())
+
+
 _WORD = re.compile(r"[a-z0-9][a-z0-9'_-]*")
 _STOP = set(
     "a an the and or but if then of to in on at by for with from as is are was were be been being it its this that "

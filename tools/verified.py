@@ -32,7 +32,7 @@ import numpy as np
 import redis.asyncio as aioredis
 from pydantic import BaseModel, Field
 
-from tools.text import content_words, strip_controls
+from tools.text import content_words, one_line, strip_controls
 
 PREFIX = "verified"
 MAX_ANSWERS = 500  # verified answers in all
@@ -82,15 +82,11 @@ class VerifiedLimit(VerifiedProblem):
     """MAX_ANSWERS reached."""
 
 
-def _one_line(text: str) -> str:
-    return " ".join(strip_controls(text).split())
-
-
 def clean_questions(questions: Sequence[str]) -> list[str]:
     """Trimmed, de-duplicated (case-insensitively) variants; a VerifiedProblem names what is wrong."""
     kept: dict[str, str] = {}
     for question in questions:
-        text = _one_line(question)
+        text = one_line(question)
         if len(text) > MAX_VARIANT_CHARS:
             raise VerifiedProblem(
                 f"A question variant is {len(text)} characters long; the limit is {MAX_VARIANT_CHARS}."
@@ -118,7 +114,7 @@ def clean_sources(sources: Sequence[dict[str, str] | VerifiedSource]) -> list[Ve
     kept: dict[str, VerifiedSource] = {}
     for source in sources:
         item = source if isinstance(source, VerifiedSource) else VerifiedSource.model_validate(source)
-        url, title = item.url.strip(), _one_line(item.title)
+        url, title = item.url.strip(), one_line(item.title)
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > MAX_URL_CHARS:
             raise VerifiedProblem(

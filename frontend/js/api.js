@@ -41,7 +41,8 @@ async function errorFromResponse(response) {
   return new ApiError("invalid", detail || `The request was refused (${status}).`, { status });
 }
 
-async function request(url, { method = "GET", body, headers = {}, signal } = {}) {
+/** JSON by default; `blob: true` for a file (the console's CSV download). */
+async function request(url, { method = "GET", body, headers = {}, signal, blob = false } = {}) {
   let response;
   try {
     response = await fetch(url, {
@@ -55,6 +56,7 @@ async function request(url, { method = "GET", body, headers = {}, signal } = {})
     throw new ApiError("network", "Could not reach the server. Check your connection.");
   }
   if (!response.ok) throw await errorFromResponse(response);
+  if (blob) return response.blob();
   return response.status === 204 ? null : response.json().catch(() => null);
 }
 

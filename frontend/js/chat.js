@@ -61,7 +61,7 @@ export class Chat {
       }
       if (item.ticket_id) this.showTicket(item.ticket_id);
     }
-    this.live.restored(history?.live, messages.some((item) => item.ticket_id));
+    this.live.restored(history?.live);
     this.scrollToBottom();
   }
 

@@ -3,7 +3,7 @@
 // Chart.js is served from node_modules under /vendor/ as its UMD build, loaded the first time the tab opens:
 // its ES-module build imports the bare specifier "@kurkle/color", which a browser resolves only through an
 // import map, and the page's CSP allows no inline script to hold one.
-import { $, api, currentToken, el, registerTab } from "./console-common.js";
+import { $, api, el, registerTab } from "./console-common.js";
 
 const CHART_SRC = "/vendor/chart.umd.js";
 const PRESETS = [7, 30, 90];
@@ -283,20 +283,15 @@ async function load() {
 async function downloadCsv() {
   const status = $("analytics-status");
   const asked = range();
-  let response;
+  let file;
   try {
-    response = await fetch(`/api/analytics.csv?${query(asked)}`, { headers: { Authorization: `Bearer ${currentToken()}` } });
-  } catch {
-    status.textContent = "Could not reach the server. Check your connection.";
-    return;
-  }
-  if (!response.ok) {
-    const detail = (await response.json().catch(() => null))?.detail;
-    status.textContent = `Could not download the CSV: ${typeof detail === "string" ? detail : response.status}`;
+    file = await api(`/api/analytics.csv?${query(asked)}`, { blob: true }); // a refused token signs out, as elsewhere
+  } catch (error) {
+    status.textContent = `Could not download the CSV: ${error.message}`;
     return;
   }
   const link = el("a");
-  link.href = URL.createObjectURL(await response.blob());
+  link.href = URL.createObjectURL(file);
   link.download = `analytics-${asked.from}-${asked.to}.csv`;
   document.body.append(link);
   link.click();

@@ -34,9 +34,14 @@ export function setToken(value) {
 /** Called when the server refuses the token (401/403): the console signs out. */
 export const onTokenRefused = (listener) => refusedListeners.push(listener);
 
+/** For requests made without `api` (a stream read with fetch): a 401/403 signs out the same way. */
+export function tokenRefused() {
+  for (const listener of refusedListeners) listener();
+}
+
 export const api = (url, options) =>
   leadRequest(token, url, options).catch((error) => {
-    if (error.status === 401 || error.status === 403) for (const listener of refusedListeners) listener();
+    if (error.status === 401 || error.status === 403) tokenRefused();
     throw error;
   });
 

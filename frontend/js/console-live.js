@@ -3,7 +3,7 @@
 // reply, show typing both ways, hand back to the bot or resolve the ticket. The thread comes from
 // GET /api/live/{id}; what happens next arrives on GET /api/live/{id}/events (SSE, read with sse.js after the
 // thread's cursor, resumed after the last event id when the stream drops).
-import { $, api, currentToken, el, formatTime, registerTab } from "./console-common.js";
+import { $, api, currentToken, el, formatTime, registerTab, tokenRefused } from "./console-common.js";
 import { renderMarkdown } from "./render.js";
 import { readEvents } from "./sse.js";
 
@@ -139,7 +139,8 @@ async function listen(current) {
         headers: { Accept: "text/event-stream", Authorization: `Bearer ${currentToken()}` },
         signal: current.controller.signal,
       });
-      if (response.status === 404) return;
+      if (response.status === 401 || response.status === 403) return tokenRefused();
+      if (response.status >= 400 && response.status < 500) return; // gone, or refused: retrying cannot help
       if (response.ok) {
         wait = 1000;
         for await (const { event, data } of readEvents(response, current.controller.signal)) {
@@ -210,6 +211,11 @@ async function act(action, body = {}) {
   try {
     const result = await api(path(current.sessionId, action), { method: "POST", body: { lead: leadName(), ...body } });
     if (result?.live) current.live = result.live;
+    if (result?.live?.lead && result.live.lead !== leadName()) {
+      // the server's spelling of the name (controls removed, spaces collapsed) is the one it compares with
+      $("live-lead-name").value = result.live.lead;
+      localStorage.setItem(NAME_KEY, result.live.lead);
+    }
     if (current === selected) showState();
     loadList();
     return result ?? {};
@@ -238,7 +244,7 @@ $("live-composer").addEventListener("submit", async (event) => {
   const sent = await act("reply", { text });
   $("live-send").disabled = false;
   if (sent) {
-    appendTurn({ role: "assistant", by: "human", name: leadName(), message_id: sent.message_id, content: text, at: sent.at });
+    appendTurn({ role: "assistant", by: "human", name: leadName(), message_id: sent.message_id, content: sent.text, at: sent.at }); // as stored
     $("live-reply").value = "";
   }
   $("live-reply").focus();

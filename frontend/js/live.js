@@ -74,11 +74,13 @@ export class LiveChat {
     return false;
   }
 
-  /** After a reload: listen when a lead holds the conversation or a ticket waits for one. */
-  restored(live, escalated) {
+  /** After a reload: listen when a lead holds the conversation or an open ticket waits for one; keep the cursor
+   * either way, so listening later (after an escalation) starts where the reload left off. */
+  restored(live) {
     this.mode = live?.mode === "human" ? "human" : "bot";
     this.lead = live?.lead || null;
-    if (this.human || escalated) this.watch(live?.cursor || null);
+    if (live?.cursor) this.cursor = live.cursor;
+    if (this.human || live?.waiting) this.watch();
   }
 
   /** Start listening (once), after `cursor` when given: the conversation is escalated or held. */
