@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
@@ -123,6 +123,14 @@ class Settings(BaseSettings):
     # Most tokens the prompt (instructions, sources, history, question) may take. Unset: the local model preset's
     # (2048 Qwen, 3072 SmolLM2), at most what the server's context leaves after the answer (LOCAL_N_CTX - max_tokens).
     llm_prompt_tokens: int = 0  # 0: derived as above
+    # Several instances (graph/llm_pool.py, docs/configuration.md#llm-routing): `session` keeps a conversation on
+    # one instance (its prompt prefix stays cached there), `least_busy` spreads requests by load. An instance with
+    # LLM_MAX_IN_FLIGHT_PER_INSTANCE requests in flight passes new ones to the session's next (0: no limit).
+    # LLM_SESSION_HEADER carries an HMAC of the session id (keyed by LLM_SESSION_KEY_SECRET) for fleet routers.
+    llm_routing: Literal["session", "least_busy"] = "session"
+    llm_max_in_flight_per_instance: int = 4
+    llm_session_header: str = "X-Session-ID"  # "": none sent
+    llm_session_key_secret: str | None = None  # unset: random per process (set it alike on every app replica)
     # The embedded default (launcher): the local model and the ports of the services it starts when their URL is
     # not set. LOCAL_MODEL: a name of MODEL_PRESETS or a GGUF path; LOCAL_MODEL_PATH, when set, wins.
     local_model: str = SMOLLM2.name
@@ -133,6 +141,10 @@ class Settings(BaseSettings):
     ingest_on_start: Annotated[list[str], NoDecode] = ["docs"]
 
     redis_url: str | None = None
+    # Sentinel deployments (docs/deployment.md): after writing a ticket, wait until this many replicas have it
+    # (Redis WAIT), at most redis_wait_timeout_ms; 0 = do not wait (async replication can lose the last writes).
+    redis_wait_replicas: int = 0
+    redis_wait_timeout_ms: int = 500
     session_ttl_seconds: int = 3600
     history_turns: int = 10
 
@@ -348,6 +360,9 @@ POSITIVE = {
 NOT_NEGATIVE = {"llm_prompt_tokens", "history_turns", "kb_refresh_seconds", "sse_ping_seconds"}
 NOT_NEGATIVE |= {"ticket_webhook_backoff_seconds"}
 NOT_NEGATIVE |= {"starter_cache_seconds"}
+NOT_NEGATIVE |= {"llm_max_in_flight_per_instance"}
+NOT_NEGATIVE |= {"redis_wait_replicas", "redis_wait_timeout_ms"}
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP token (RFC 9110)
 SHARES = {"relevance_threshold", "low_relevance_score", "answer_min_grounding"}  # cosine similarities, 0..1
 SHARES |= {"verified_min_similarity", "verified_min_overlap"}
 HTTP_URLS = {"llm_base_url", "chroma_url", "ticket_webhook_url", "ticket_slack_webhook_url", "public_url"}
@@ -401,8 +416,15 @@ def setting_problem(name: str, value: Any) -> str | None:
         urls = value if isinstance(value, list) else [value] if value else []
         if not all(_is_http_url(url) for url in urls):
             return "must be an http:// or https:// URL with a host, e.g. http://127.0.0.1:8081/v1"
+    if name == "redis_url" and value and urlsplit(value).scheme == "redis+sentinel":
+        from tools.redis_client import sentinel_url_problem
+
+        return sentinel_url_problem(value)
     if name == "redis_url" and value and urlsplit(value).scheme not in ("redis", "rediss", "unix"):
-        return "must be a redis://, rediss:// or unix:// URL, e.g. redis://127.0.0.1:6379/0"
+        return (
+            "must be a redis://, rediss://, unix:// or redis+sentinel:// URL, e.g. redis://127.0.0.1:6379/0 or "
+            "redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/mymaster/0"
+        )
     if name == "kb_collection" and (
         not KB_COLLECTION.fullmatch(value) or ".." in value or re.fullmatch(r"\d{1,3}(\.\d{1,3}){3}", value)
     ):
@@ -423,6 +445,8 @@ def setting_problem(name: str, value: Any) -> str | None:
         from tools.live import office_hours_problem, timezone_problem
 
         return office_hours_problem(value) if name == "office_hours" else timezone_problem(value)
+    if name == "llm_session_header" and value and not HEADER_NAME.fullmatch(value):
+        return "must be an HTTP header name (letters, digits, '-'), e.g. X-Session-ID, or empty to send none"
     if name == "embedding_model" and not value.strip():
         return "must name a sentence-transformers model (a hub name or a folder)"
     return None
@@ -441,6 +465,7 @@ def _shown(name: str, value: Any) -> str:
     if any(word in name for word in SECRET_WORDS):
         return "<hidden>"
     text = re.sub(r"//[^/@\s]*@", "//***@", str(value))
+    text = re.sub(r"(sentinel_password=)[^&\s]*", r"\1***", text)
     return repr(text if len(text) <= 100 else text[:100] + "…")
 
 

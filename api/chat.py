@@ -5,10 +5,14 @@ Order of events: `session`, `sources` (before any token), `token`…, optionally
 from the answer (the LLM failed; the partial answer, if any, stays marked interrupted). Every token was checked
 before it was sent (graph/answer_check.py). Nothing buffers: sse-starlette sends `X-Accel-Buffering: no`.
 
-The graph's turn runs in a task of its own and hands events over through a queue. When the client goes away,
-sse-starlette cancels this generator; its `finally` (shielded, as every await in a cancelled task group would
-be cancelled again) cancels the turn's task once, which closes the upstream LLM request and lets the turn store
-the partial answer marked interrupted, then releases the session's lock and records the turn.
+The graph's turn runs in a task of its own and hands events over through a queue. A /chat answer outlives its
+connection (`Answer`, api/answer_stream.py): every event has an SSE `id:` and is appended to a Redis stream, the
+`session` event carries the `answer_id`, and `GET /chat/stream/{answer_id}` (any process) replays what a client
+missed, then the rest live. The answer stops only on `POST /chat/stream/{answer_id}/stop` or when nobody has read
+it for RESUME_GRACE_SECONDS: then `public_events`' `finally` (shielded, as every await in a cancelled task group
+would be cancelled again) cancels the turn's task once, which closes the upstream LLM request and lets the turn
+store the partial answer marked interrupted, then releases the session's lock and records the turn. `/agent`
+(api/agent.py) iterates `public_events` itself: there a disconnect still stops the turn.
 """
 
 from __future__ import annotations
@@ -22,14 +26,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, Field, field_validator
 from redis.exceptions import LockError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.background import BackgroundTask
 
 import metrics
-from api import sessions
+from api import answer_stream, sessions
 from api.after_turn import record_turn
 from api.deps import Services, services
 from api.limits import client_ip
@@ -70,8 +74,8 @@ def message_problem(value: str, limit: int | None = None) -> str | None:
     return None
 
 
-def sse(event: str, data: dict[str, Any]) -> ServerSentEvent:
-    return ServerSentEvent(data=json.dumps(data, ensure_ascii=False), event=event)
+def sse(event: str, data: dict[str, Any], event_id: str | None = None) -> ServerSentEvent:
+    return ServerSentEvent(data=json.dumps(data, ensure_ascii=False), event=event, id=event_id or None)
 
 
 _END = object()
@@ -114,11 +118,95 @@ class Clock:
         return elapsed
 
 
-async def answer_events(state: Services, turn: Turn, lock: Any, clock: Clock) -> AsyncIterator[ServerSentEvent]:
-    """The turn's public events as SSE."""
-    async with contextlib.aclosing(public_events(state, turn, lock, clock)) as events:
-        async for name, data in events:
-            yield sse(name, data)
+RUNNING: dict[str, Answer] = {}  # answers this process is generating, by answer id (a local stop is immediate)
+
+
+class Answer:
+    """One /chat answer, run in a task of its own so that it outlives its connection: each public event gets its
+    id, goes to the Redis stream (api/answer_stream.py) and to this process's live connections."""
+
+    def __init__(self, state: Services, turn: Turn, lock: Any, clock: Clock) -> None:
+        self.state, self.turn, self.lock, self.clock = state, turn, lock, clock
+        self.answer_id = answer_stream.new_answer_id()
+        self.writer = answer_stream.AnswerWriter(
+            state.redis, self.answer_id, state.settings.chat_lock_seconds, self.stop
+        )
+        self.published: list[tuple[str, str, dict[str, Any]]] = []
+        self.listeners: list[asyncio.Queue[Any]] = []
+        self.task: asyncio.Task[None] | None = None
+        self.finished = False
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self.run())
+        self.state.background.add(self.task)
+        self.task.add_done_callback(self.state.background.discard)
+        RUNNING[self.answer_id] = self
+
+    def stop(self) -> None:
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+
+    def publish(self, name: str, data: dict[str, Any]) -> None:
+        item = (self.writer.add(name, data), name, data)
+        self.published.append(item)
+        for queue in self.listeners:
+            queue.put_nowait(item)
+
+    async def run(self) -> None:
+        shown: list[str] = []
+        ended = False
+        try:
+            await self.writer.begin(self.turn.session_id, self.state.settings.session_ttl_seconds)
+            async with contextlib.aclosing(public_events(self.state, self.turn, self.lock, self.clock)) as events:
+                async for name, data in events:
+                    if name == "session":
+                        data = data | {"answer_id": self.answer_id}
+                    elif name == "token":
+                        shown.append(data["text"])
+                    self.publish(name, data)
+                    if name == "done":
+                        ended = True
+                        await self.writer.drain()  # stored before the lock goes: the next answer finds it whole
+        except asyncio.CancelledError:
+            pass  # stopped: public_events' finally stopped the turn, which stored its partial answer
+        except Exception:
+            log.exception("chat answer failed")
+        finally:
+            with anyio.CancelScope(shield=True):
+                if not ended:  # every reader ends with `done`
+                    result = self.turn.result
+                    done = {"message_id": result.message_id if result else None, "text": "".join(shown)}
+                    self.publish("done", done | {"interrupted": True, "refused": False, "timings": self.clock.timings})
+                self.finished = True
+                for queue in self.listeners:
+                    queue.put_nowait(None)
+                await self.writer.finish()
+                await release(self.lock)  # when writing the stream failed before the turn began
+                RUNNING.pop(self.answer_id, None)
+
+    async def events(self) -> AsyncIterator[ServerSentEvent]:
+        """This connection's view: everything published so far, then live. Leaving does not stop the answer."""
+        if self.task is None:
+            self.start()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        for item in self.published:
+            queue.put_nowait(item)
+        if self.finished:
+            queue.put_nowait(None)
+        self.listeners.append(queue)
+        self.writer.reading(+1)
+        try:
+            while (item := await queue.get()) is not None:
+                event_id, name, data = item
+                yield sse(name, data, event_id)
+        finally:
+            self.listeners.remove(queue)
+            self.writer.reading(-1)
+
+    async def release_unless_started(self) -> None:
+        """The response's background task: if the stream never started, nothing else frees the lock."""
+        if self.task is None:
+            await release(self.lock)
 
 
 async def public_events(
@@ -200,8 +288,50 @@ async def chat(request: Request, body: ChatRequest) -> EventSourceResponse:
     turn = Turn(
         state.graph, state.context, session_id=session_id, message=body.message, escalate=body.escalate, client=client
     )
+    answer = Answer(state, turn, lock, clock)
     return EventSourceResponse(
-        answer_events(state, turn, lock, clock),
-        ping=settings.sse_ping_seconds,
-        background=BackgroundTask(release, lock),  # if the stream never started, the generator's finally won't run
+        answer.events(), ping=settings.sse_ping_seconds, background=BackgroundTask(answer.release_unless_started)
     )
+
+
+NO_ANSWER = "No such answer (it may have finished too long ago, or belong to another session)."
+
+
+async def _owned_answer(request: Request, answer_id: str, session_id: str | None) -> str:
+    """404 unless `answer_id` is the latest answer of the session named (query `session_id` or `X-Session-Id`)."""
+    session_id = session_id or request.headers.get("x-session-id")
+    if not await answer_stream.owned(services(request).redis, answer_id, session_id):
+        raise HTTPException(404, NO_ANSWER)
+    return answer_id
+
+
+@router.get("/chat/stream/{answer_id}", response_class=EventSourceResponse)
+async def resume(
+    request: Request,
+    answer_id: str,
+    session_id: str | None = Query(default=None, description="The session the answer belongs to"),
+    last_event_id: str | None = Query(default=None, description="As the `Last-Event-ID` header (which wins)"),
+) -> EventSourceResponse:
+    """An answer's events after `Last-Event-ID` (all of them without it), then the rest live until `done`, from
+    any app process. 404 for an unknown, expired or someone else's answer."""
+    after = request.headers.get("last-event-id") or last_event_id or "0-0"
+    if not answer_stream.is_event_id(after):
+        raise HTTPException(422, "Last-Event-ID must be an event id this stream sent, such as 0-12.")
+    await _owned_answer(request, answer_id, session_id)
+    redis = services(request).redis
+
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        async for event_id, name, data in answer_stream.follow(redis, answer_id, after):
+            yield sse(name, data, event_id)
+
+    return EventSourceResponse(events(), ping=services(request).settings.sse_ping_seconds)
+
+
+@router.post("/chat/stream/{answer_id}/stop", status_code=202)
+async def stop_answer(request: Request, answer_id: str, session_id: str | None = Query(default=None)) -> dict[str, Any]:
+    """Stop an answer (the page's Stop button) wherever it runs: it ends at its next event, stored interrupted."""
+    await _owned_answer(request, answer_id, session_id)
+    await answer_stream.request_stop(services(request).redis, answer_id)
+    if (local := RUNNING.get(answer_id)) is not None:
+        local.stop()
+    return {"answer_id": answer_id, "stopping": True}

@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 from fastapi import APIRouter, HTTPException, Response
 from redis.asyncio.lock import Lock
 
+from api import answer_stream
 from api.deps import GraphDep, RedisDep, Services, ServicesDep
 from graph.turns import get_history
 from tools.answers import AnswerRecords
@@ -71,8 +72,8 @@ def streaming_lock(redis: aioredis.Redis, session_id: str, seconds: int) -> Lock
 
 async def erase_session(state: Services, session_id: str) -> None:
     """Everything the session left: checkpoints, answer records and their ratings, review items, the open-ticket
-    pointer, log records, its rate-limit counter, its live-takeover state and events, its lock and marker. Tickets
-    stay: they are support records."""
+    pointer, log records, its rate-limit counter, its live-takeover state and events, its resumable answer stream
+    (api/answer_stream.py), its lock and marker. Tickets stay: they are support records."""
     redis, settings = state.redis, state.settings
     await state.graph.checkpointer.adelete_thread(session_id)
     await AnswerRecords(redis, settings.session_ttl_seconds).erase_session(session_id)
@@ -81,6 +82,7 @@ async def erase_session(state: Services, session_id: str) -> None:
     await ConversationLog(redis, settings.log_retention_days).delete_session(session_id)
     await LiveChannel(redis, settings.session_ttl_seconds).erase(session_id)
     await state.limits.forget_session(session_id)
+    await answer_stream.erase(redis, session_id)
     await redis.delete(_marker(session_id), _lock_key(session_id))
 
 

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Res
 from pydantic import BaseModel, EmailStr, Field
 
 from api import sessions
-from api.deps import GraphDep, RedisDep, ServicesDep
+from api.deps import GraphDep, ServicesDep
 from api.security import require_admin
 from api.webhook import announce_ticket, ticket_json
 from graph.transcript import last_question, shown_sources, transcript
@@ -37,8 +37,8 @@ class TicketUpdate(BaseModel):
     note: str | None = Field(default=None, max_length=MAX_NOTE_CHARS)
 
 
-def store_of(redis: RedisDep) -> TicketStore:
-    return TicketStore(redis)
+def store_of(state: ServicesDep) -> TicketStore:
+    return state.context.tickets  # REDIS_WAIT_REPLICAS applied (graph/configuration.py)
 
 
 StoreDep = Annotated[TicketStore, Depends(store_of)]

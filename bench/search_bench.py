@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/search_bench.py                  # 10 k and 100 k, ~3-4 min on 2 cores
     .venv/bin/python bench/search_bench.py --sizes 10000    # quicker
+    .venv/bin/python bench/search_bench.py --sizes 10000 --burst 1 10 100 300   # concurrent questions (issue 14)
 
 SYNTHETIC DATA: chunks have random unit 384-d vectors and random text drawn from a 20 k-word vocabulary (with a
 Zipf-like distribution), because embedding 100 k real chunks would take over an hour here. Queries are real
@@ -13,6 +14,7 @@ and stopped at the end.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import statistics
 import sys
 import tempfile
@@ -124,10 +126,76 @@ def measure(settings: Settings, rounds: int) -> None:
     print(f"    BM25 query ({CANDIDATES} best):            {ms(lexical)}")
 
 
+def burst_questions(count: int) -> list[str]:
+    """`count` distinct questions (the 10 queries with a number each), so no two are the same text."""
+    return [f"{QUERIES[i % len(QUERIES)]} ({i})" for i in range(count)]
+
+
+async def one_burst(kb: KnowledgeBase, questions: list[str], batched: bool) -> tuple[float, list[float], list[float]]:
+    """All `questions` at once on one event loop: wall time, each one's latency, and the loop's lag (how late a
+    1 ms sleep of a probe task woke up) during the burst. Unbatched = the former path, `search` in a thread."""
+    lags: list[float] = []
+    done = asyncio.Event()
+
+    async def probe() -> None:
+        while not done.is_set():
+            t = time.perf_counter()
+            await asyncio.sleep(0.001)
+            lags.append(time.perf_counter() - t - 0.001)
+
+    async def one(question: str) -> float:
+        t = time.perf_counter()
+        if batched:
+            await kb.asearch(question, k=5)
+        else:
+            await asyncio.to_thread(kb.search, question, 5)
+        return time.perf_counter() - t
+
+    prober = asyncio.create_task(probe())
+    began = time.perf_counter()
+    latencies = await asyncio.gather(*(one(q) for q in questions))
+    wall = time.perf_counter() - began
+    done.set()
+    await prober
+    return wall, list(latencies), lags
+
+
+def measure_bursts(settings: Settings, sizes: list[int]) -> None:
+    """Per burst size: unbatched (former) beside batched (query batcher), in the same run, same loop."""
+    kb = KnowledgeBase(settings)
+    kb.refresh(force=True)
+    kb.search("warm up")
+
+    async def run() -> None:
+        await kb.asearch("warm up")
+        for size in sizes:
+            questions = burst_questions(size)
+            figures = {}
+            for batched in (False, True):
+                calls = kb.batcher().calls
+                wall, latencies, lags = await one_burst(kb, questions, batched)
+                figures[batched] = (wall, latencies, lags, kb.batcher().calls - calls)
+            for batched, (wall, latencies, lags, calls) in figures.items():
+                name = "batched  " if batched else "unbatched"
+                print(
+                    f"  burst {size:>3} {name}: wall {1000 * wall:7.0f} ms = {size / wall:6.0f} questions/s | "
+                    f"latency p50 {1000 * statistics.median(latencies):6.0f} ms p95 "
+                    f"{1000 * percentile(latencies, 0.95):6.0f} ms | loop lag p99 "
+                    f"{1000 * percentile(lags, 0.99) if lags else float('nan'):5.1f} ms | encode calls "
+                    f"{calls if batched else size}",
+                    flush=True,
+                )
+
+    asyncio.run(run())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="10000,100000", help="comma-separated chunk counts, ascending")
     parser.add_argument("--rounds", type=int, default=5, help="times each of the 10 queries is searched")
+    parser.add_argument(
+        "--burst", type=int, nargs="*", help="instead: bursts of N simultaneous searches (e.g. 1 10 100 300)"
+    )
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
@@ -147,7 +215,10 @@ def main() -> None:
                     f"{(size - have) / seconds:.0f}/s)"
                 )
                 have = size
-                measure(settings, args.rounds)
+                if args.burst:
+                    measure_bursts(settings, args.burst)
+                else:
+                    measure(settings, args.rounds)
         finally:
             chroma.stop()
 

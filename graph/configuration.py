@@ -53,6 +53,16 @@ class Context:
         return self._knowledge_base
 
 
+def pool_options(settings: Settings) -> dict[str, Any]:
+    """LLM_ROUTING and its companions (docs/configuration.md#llm-routing)."""
+    return {
+        "routing": settings.llm_routing,
+        "max_in_flight": settings.llm_max_in_flight_per_instance,
+        "session_header": settings.llm_session_header,
+        "session_secret": settings.llm_session_key_secret,
+    }
+
+
 def build_context(
     settings: Settings, redis: aioredis.Redis | None = None, ticket_quota: TicketQuota | None = None
 ) -> Context:
@@ -67,9 +77,11 @@ def build_context(
     return Context(
         settings=settings,
         redis=redis,
-        llm=LLMPool(settings.llm_base_url, lambda url: chat_model(settings, url)),
-        classifier=LLMPool(settings.llm_base_url, lambda url: chat_model(terse, url)),
-        tickets=TicketStore(redis),
+        llm=LLMPool(settings.llm_base_url, lambda url: chat_model(settings, url), **pool_options(settings)),
+        classifier=LLMPool(settings.llm_base_url, lambda url: chat_model(terse, url), **pool_options(settings)),
+        tickets=TicketStore(
+            redis, wait_replicas=settings.redis_wait_replicas, wait_timeout_ms=settings.redis_wait_timeout_ms
+        ),
         ticket_quota=ticket_quota,
     )
 

@@ -116,9 +116,10 @@ async def retrieve(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     return {"query": query, "sources": sources, "next_step": "answer"}
 
 
-async def answer(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+async def answer(state: State, config: RunnableConfig, runtime: Runtime[Context]) -> dict[str, Any]:
     """Stream the model's answer through the output checks (graph/answer_check.py): the customer sees only
-    text that passed them. An echo of the instructions stops the model and becomes a refusal."""
+    text that passed them. An echo of the instructions stops the model and becomes a refusal. The session (the
+    thread) picks the LLM instance, so each turn lands where the conversation's prefix is cached (graph/llm_pool.py)."""
     context, write = context_of(runtime), runtime.stream_writer
     sources = state.get("sources", [])
     history, question = state["messages"][:-1], text_of(state["messages"][-1])
@@ -126,7 +127,8 @@ async def answer(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     prompt = prompts.answer_prompt(history, sources, question, settings.history_turns, settings.llm_prompt_tokens)
     check = AnswerCheck(sources, prompts.RULES, source_key=prompts.key_of(prompt))
     try:
-        async with contextlib.aclosing(context.llm.astream(prompt)) as stream:
+        session = (config.get("configurable") or {}).get("thread_id")
+        async with contextlib.aclosing(context.llm.astream(prompt, session=session)) as stream:
             async for chunk in stream:
                 if shown := check.feed(text_of(chunk)):
                     write(_token(shown))

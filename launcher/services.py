@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -226,9 +226,18 @@ def start_redis(data_dir: Path, port: int, log_dir: Path, prefer: str = "valkey"
     return _service("redis", f"redis://127.0.0.1:{port}/0", args, log_dir, ready, 20)
 
 
-def start_llm(model_path: Path, port: int, log_dir: Path, alias: str = "smollm2", n_ctx: int = LOCAL_N_CTX) -> Service:
+def start_llm(
+    model_path: Path,
+    port: int,
+    log_dir: Path,
+    alias: str = "smollm2",
+    n_ctx: int = LOCAL_N_CTX,
+    threads: int = 2,
+    extra_args: Sequence[str] = (),
+) -> Service:
     """llama.cpp's OpenAI-compatible server with the defaults that bite here fixed (see docs), for any preset. The
-    chat template comes from the GGUF's metadata (ChatML for Qwen, SmolLM2's own)."""
+    chat template comes from the GGUF's metadata (ChatML for Qwen, SmolLM2's own). `threads` and `extra_args`
+    (more server flags) are for the benchmarks, which run two servers side by side on a shared machine."""
     ensure_port_free(port, "local LLM server", "LOCAL_LLM_PORT")
     args = [
         sys.executable,
@@ -243,15 +252,16 @@ def start_llm(model_path: Path, port: int, log_dir: Path, alias: str = "smollm2"
         "--n_ctx",
         str(n_ctx),
         "--n_threads",
-        "2",
+        str(threads),
         "--n_threads_batch",
-        "2",
+        str(threads),
         "--logits_all",
         "False",
         "--interrupt_requests",
         "False",
         "--model_alias",
         alias,
+        *extra_args,
     ]
     # llama_cpp.server lets HOST and PORT from the environment override --host/--port: child_env() has neither.
     url = f"http://127.0.0.1:{port}/v1"

@@ -118,19 +118,25 @@ def test_many_sessions_stream_at_once(app_server) -> None:  # type: ignore[no-un
     assert results == [["session", "sources", "token", "done"]] * 3
 
 
-def test_a_client_disconnect_frees_the_llm_and_keeps_the_partial_answer(client: httpx.Client, app_server) -> None:  # type: ignore[no-untyped-def]
-    """Closing the stream mid-answer closes the upstream LLM request (llama.cpp serves one request at a time,
-    so a short direct request is answered at once) and stores the partial answer marked interrupted."""
+def test_stop_after_a_disconnect_frees_the_llm_and_keeps_the_partial_answer(client: httpx.Client, app_server) -> None:  # type: ignore[no-untyped-def]
+    """A client going away no longer stops the answer (it stays resumable, tests/test_answer_resume.py); the
+    page's Stop, `POST /chat/stream/{answer_id}/stop`, closes the upstream LLM request (llama.cpp serves one
+    request at a time, so a short direct request is answered at once) and stores the partial answer marked
+    interrupted."""
     session_id = payload(chat_events(client, {"message": QUESTION}), "session")["session_id"]
     received = []
     with connect_sse(client, "POST", "/chat", json={"message": LONG_QUESTION, "session_id": session_id}) as source:
         stream = source.iter_sse()
         for event in stream:
+            if event.event == "session":
+                answer_id = json.loads(event.data)["answer_id"]
             if event.event == "token":
                 received.append(json.loads(event.data)["text"])
                 if len(received) >= 3:
                     break
         source.response.close()  # the client goes away mid-answer
+    stopped = client.post(f"/chat/stream/{answer_id}/stop", params={"session_id": session_id})
+    assert stopped.status_code == 202
     # The LLM server would still be writing the abandoned ~500-token answer for several seconds if it had not
     # been told; a 3-token request must get through well within this timeout.
     llm = app_server.env["LLM_BASE_URL"]
@@ -149,7 +155,7 @@ def test_a_client_disconnect_frees_the_llm_and_keeps_the_partial_answer(client: 
     assert last["role"] == "assistant" and last.get("interrupted") is True
     assert last["content"].startswith("".join(received).strip()[:5])
     follow = chat_events(client, {"message": QUESTION, "session_id": session_id})
-    assert names(follow)[-1] == "done", "the lock was released on disconnect"
+    assert names(follow)[-1] == "done", "the lock was released on stop"
 
 
 def test_history_and_erase_of_a_session(client: httpx.Client) -> None:

@@ -35,8 +35,9 @@ def pool_for(urls: list[str], cool_down: float = 60.0) -> LLMPool:
     return LLMPool(urls, lambda url: chat_model(settings, url), cool_down=cool_down)
 
 
-async def answer(pool: LLMPool) -> str:
-    return "".join([str(chunk.content) async for chunk in pool.astream(PROMPT)])
+async def answer(pool: LLMPool, session: str | None = None) -> str:
+    """Without a session the pool routes by load (as for the classifier); with one, by the session."""
+    return "".join([str(chunk.content) async for chunk in pool.astream(PROMPT, session=session)])
 
 
 async def test_requests_spread_over_healthy_instances(two_servers: list[Service]) -> None:
@@ -44,6 +45,19 @@ async def test_requests_spread_over_healthy_instances(two_servers: list[Service]
     for _ in range(4):
         assert await answer(pool)
     assert [s["served"] for s in pool.status()] == [2, 2]
+
+
+async def test_each_sessions_turns_stay_on_one_real_server(two_servers: list[Service]) -> None:
+    """Session routing (the default) on two real llama.cpp servers: three turns of each session on one server."""
+    pool = pool_for([s.url for s in two_servers])
+    sessions = [new_session_id() for _ in range(4)]
+    for session in sessions:
+        home = pool.ranking(session)[0]
+        before = home.served
+        for _ in range(3):
+            assert await answer(pool, session)
+        assert home.served == before + 3
+    assert sum(s["served"] for s in pool.status()) == 12
 
 
 async def test_a_killed_instance_is_skipped_and_used_again_once_back(
@@ -75,11 +89,15 @@ async def test_all_instances_down_is_one_clear_error() -> None:
 
 
 async def test_the_agent_answers_through_the_live_instance_when_the_first_is_down(settings: Settings) -> None:
-    """A question the knowledge base answers, so the turn really calls the LLM; the dead instance is first in line."""
+    """A question the knowledge base answers, so the turn really calls the LLM; the dead instance is the session's
+    own (session routing, the default), so the turn must fail over."""
     seed_knowledge_base(settings)
     dead = f"http://127.0.0.1:{free_port()}/v1"
     async with agent_for(settings.model_copy(update={"llm_base_url": [dead, *settings.llm_base_url]})) as agent:
-        events = await agent.turn(new_session_id(), "How long is the password reset link valid?")
+        session = new_session_id()
+        while agent.context.llm.ranking(session)[0].url != dead:  # a session whose own instance is the dead one
+            session = new_session_id()
+        events = await agent.turn(session, "How long is the password reset link valid?")
         status = {s["url"]: s for s in agent.context.llm.status()}
     assert first(events, "sources")["sources"], "the question must reach the answer step"
     assert "error" not in kinds(events) and "escalated" not in kinds(events)

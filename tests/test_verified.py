@@ -124,8 +124,11 @@ def test_a_verified_answer_stopped_mid_way_keeps_the_sources_the_page_showed(cli
             for event in source.iter_sse():
                 seen.setdefault(event.event, json.loads(event.data))
                 if event.event == "token":
-                    break  # the customer leaves after the first words (~250 pieces, 10 ms apart, are still to come)
+                    break  # the customer stops after the first words (~250 pieces, 10 ms apart, are still to come)
         session_id = seen["session"]["session_id"]
+        # Leaving alone no longer stops an answer (it stays resumable): Stop is POST /chat/stream/{id}/stop.
+        stop = f"/chat/stream/{seen['session']['answer_id']}/stop"
+        assert client.post(stop, params={"session_id": session_id}).status_code == 202
 
         def stored() -> dict[str, Any] | None:
             messages = client.get(f"/api/sessions/{session_id}/history").json()["messages"]

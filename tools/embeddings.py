@@ -107,3 +107,10 @@ def _load(model: str, query_instruction: str) -> HuggingFaceEmbeddings:
 def get_embeddings(settings: Settings) -> HuggingFaceEmbeddings:
     """BGE models get their query instruction on queries only; MiniLM and MPNet need none."""
     return _load(model_path(settings), settings.query_instruction)
+
+
+def encode_queries(embeddings: HuggingFaceEmbeddings, texts: list[str]) -> list[list[float]]:
+    """`embed_query` for many queries in one `encode` call (the same prompt and normalisation), which the
+    query batcher (tools/query_batcher.py) uses to embed concurrent questions together."""
+    kwargs = embeddings.query_encode_kwargs or embeddings.encode_kwargs
+    return embeddings._embed(texts, kwargs)

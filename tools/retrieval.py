@@ -24,6 +24,7 @@ import logging
 import re
 import threading
 import time
+import weakref
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import Any
@@ -41,7 +42,8 @@ from pydantic import ConfigDict
 
 from settings import Settings
 from tools.documents import SearchHit, index_text
-from tools.embeddings import get_embeddings
+from tools.embeddings import encode_queries, get_embeddings
+from tools.query_batcher import QueryBatcher
 from tools.rerank import RERANK_DEPTH, rerank
 from tools.store import get_collection
 
@@ -189,6 +191,7 @@ class KnowledgeBase:
         self._lexical: LexicalIndex | None = None
         self._checked_at = float("-inf")
         self._rebuilding = False
+        self._batchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, QueryBatcher] = weakref.WeakKeyDictionary()
 
     # -- freshness ---------------------------------------------------------------------------------------
     def refresh(self, force: bool = False) -> None:
@@ -223,13 +226,40 @@ class KnowledgeBase:
     # -- search --------------------------------------------------------------------------------------------
     def search(self, query: str, k: int = 5) -> list[SearchHit]:
         """The k best chunks for `query`, rank 1 first, each once; [] for an empty query or knowledge base."""
-        if not 1 <= k <= MAX_K:
-            raise ValueError(f"k must be between 1 and {MAX_K}, got {k}")
-        query = " ".join(query.split())[:MAX_QUERY_CHARS]
+        query = self._clean(query, k)
         if not query:
             return []
         self.refresh()
-        vector = np.asarray(self._embeddings.embed_query(query), dtype=np.float32)
+        return self._ranked(query, np.asarray(self._embeddings.embed_query(query), dtype=np.float32), k)
+
+    async def asearch(self, query: str, k: int = 5) -> list[SearchHit]:
+        """`search` off the event loop, its query embedding shared with concurrent questions (one `encode` call
+        for all that arrive while one runs, tools/query_batcher.py); the Chroma and BM25 part in a worker thread."""
+        query = self._clean(query, k)
+        if not query:
+            return []
+        if time.monotonic() - self._checked_at >= self.settings.kb_refresh_seconds:
+            await asyncio.to_thread(self.refresh)
+        vector = await self.batcher().embed(query)
+        return await asyncio.to_thread(self._ranked, query, vector, k)
+
+    def batcher(self) -> QueryBatcher:
+        """This event loop's query batcher (one per loop: its futures belong to one)."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if loop not in self._batchers:
+                embeddings = self._embeddings
+                self._batchers[loop] = QueryBatcher(lambda texts: encode_queries(embeddings, texts))
+            return self._batchers[loop]
+
+    @staticmethod
+    def _clean(query: str, k: int) -> str:
+        if not 1 <= k <= MAX_K:
+            raise ValueError(f"k must be between 1 and {MAX_K}, got {k}")
+        return " ".join(query.split())[:MAX_QUERY_CHARS]
+
+    def _ranked(self, query: str, vector: np.ndarray, k: int) -> list[SearchHit]:
+        """Dense (Chroma) + BM25 candidates for the query and its vector, fused (and reranked when configured)."""
         dense = self._dense(vector)
         lexical = self._lexical.search(query, CANDIDATES) if self._lexical else {}
         # Lexical candidates the dense list missed need their cosine similarity before fusing: one `get`.
@@ -242,10 +272,6 @@ class KnowledgeBase:
         if reranker:
             pool = [pool[i] for i in rerank(reranker, query, [self._indexed(rows[c]) for c in pool])]
         return [self._hit(rank, rows[chunk_id]) for rank, chunk_id in enumerate(pool[:k], start=1)]
-
-    async def asearch(self, query: str, k: int = 5) -> list[SearchHit]:
-        """`search` in a worker thread: embedding and Chroma calls block."""
-        return await asyncio.to_thread(self.search, query, k)
 
     def as_retriever(self, k: int | None = None) -> KnowledgeBaseRetriever:
         return KnowledgeBaseRetriever(knowledge_base=self, k=k or self.settings.retrieval_k)

@@ -11,6 +11,7 @@ Keys: `ticket:{id}` (JSON), `tickets:by_created` (sorted set, score = creation t
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 from base64 import b32encode
 from datetime import UTC, datetime
@@ -19,7 +20,10 @@ from typing import Literal
 import redis.asyncio as aioredis
 from pydantic import BaseModel, EmailStr, Field
 
+from tools.redis_client import replicated
 from tools.sources import PublicSource, public
+
+log = logging.getLogger(__name__)
 
 Status = Literal["open", "pending", "resolved", "closed"]
 ACTIVE: set[str] = {"open", "pending"}  # a session with such a ticket adds to it instead of opening another
@@ -70,10 +74,33 @@ class TicketNotFound(LookupError):
     pass
 
 
+# A new ticket's record and its index entry in one atomic step that runs on the caller's connection (a pipeline
+# would take another connection from the pool, and WAIT only covers its own connection's writes).
+SAVE_NEW = "redis.call('SET', KEYS[1], ARGV[1]); redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3]); return 1"
+
+
 class TicketStore:
-    def __init__(self, redis: aioredis.Redis, prefix: str = "ticket") -> None:
+    """`wait_replicas` > 0 (REDIS_WAIT_REPLICAS): each ticket write is followed by WAIT, so a failover right after
+    it does not lose the ticket (docs/deployment.md, tests/test_sentinel.py)."""
+
+    def __init__(
+        self, redis: aioredis.Redis, prefix: str = "ticket", wait_replicas: int = 0, wait_timeout_ms: int = 500
+    ) -> None:
         self.redis = redis
         self.prefix = prefix
+        self.wait_replicas = wait_replicas
+        self.wait_timeout_ms = wait_timeout_ms
+
+    async def _replicate(self, client: aioredis.Redis, ticket_id: str) -> None:
+        acked = await replicated(client, self.wait_replicas, self.wait_timeout_ms)
+        if acked < self.wait_replicas:
+            log.warning(
+                "ticket %s reached %d of %d replicas within %d ms: a failover now could lose it",
+                ticket_id,
+                acked,
+                self.wait_replicas,
+                self.wait_timeout_ms,
+            )
 
     def _key(self, ticket_id: str) -> str:
         return f"{self.prefix}:{ticket_id}"
@@ -86,7 +113,19 @@ class TicketStore:
         return f"{self.prefix}s:by_created"
 
     async def _save(self, ticket: Ticket) -> None:
-        await self.redis.set(self._key(ticket.ticket_id), ticket.model_dump_json())
+        if not self.wait_replicas:
+            await self.redis.set(self._key(ticket.ticket_id), ticket.model_dump_json())
+            return
+        async with self.redis.client() as connection:  # one connection: WAIT covers this write
+            await connection.set(self._key(ticket.ticket_id), ticket.model_dump_json())
+            await self._replicate(connection, ticket.ticket_id)
+
+    async def _save_new(self, ticket: Ticket) -> None:
+        keys_and_args = [self._key(ticket.ticket_id), self._index, ticket.model_dump_json()]
+        keys_and_args += [datetime.now(UTC).timestamp(), ticket.ticket_id]
+        async with self.redis.client() as connection:
+            await connection.eval(SAVE_NEW, 2, *keys_and_args)
+            await self._replicate(connection, ticket.ticket_id)
 
     async def get(self, ticket_id: str) -> Ticket | None:
         raw = await self.redis.get(self._key(ticket_id))
@@ -124,10 +163,7 @@ class TicketStore:
         )
         for _ in range(50):
             if await self.redis.set(self._open_key(session_id), candidate.ticket_id, nx=True):
-                pipe = self.redis.pipeline()
-                pipe.set(self._key(candidate.ticket_id), candidate.model_dump_json())
-                pipe.zadd(self._index, {candidate.ticket_id: datetime.now(UTC).timestamp()})
-                await pipe.execute()
+                await self._save_new(candidate)
                 return candidate, True
             existing = await self.open_ticket_for(session_id)
             if existing is None:

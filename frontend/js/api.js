@@ -61,18 +61,33 @@ async function request(url, { method = "GET", body, headers = {}, signal, blob =
 }
 
 /**
- * POST /chat and yield its events ({event, data} with data parsed from JSON) as they arrive.
+ * POST /chat and yield its events ({event, data, id} with data parsed from JSON) as they arrive.
  * Throws ApiError before the first event for HTTP errors, and kind "cut" if the stream ends without `done`.
  */
 export async function* streamChat({ message, sessionId, escalate = false, signal }) {
+  const body = JSON.stringify({ message, session_id: sessionId || null, ...(escalate ? { escalate: true } : {}) });
+  yield* streamFrom("/chat", { method: "POST", body, headers: { "Content-Type": "application/json" } }, signal);
+}
+
+/**
+ * GET /chat/stream/{answerId}: an answer's events after `lastEventId` (all of them without it), then the rest
+ * live, as streamChat yields them. 404 (ApiError "invalid") once the answer is gone.
+ */
+export async function* resumeAnswer({ answerId, sessionId, lastEventId, signal }) {
+  const url = `/chat/stream/${encodeURIComponent(answerId)}?session_id=${encodeURIComponent(sessionId)}`;
+  yield* streamFrom(url, { headers: lastEventId ? { "Last-Event-ID": lastEventId } : {} }, signal);
+}
+
+/** Stop an answer on the server (wherever it runs); it ends stored as interrupted. */
+export const stopAnswer = (answerId, sessionId) =>
+  request(`/chat/stream/${encodeURIComponent(answerId)}/stop?session_id=${encodeURIComponent(sessionId)}`, {
+    method: "POST",
+  });
+
+async function* streamFrom(url, { method = "GET", body, headers = {} }, signal) {
   let response;
   try {
-    response = await fetch("/chat", {
-      method: "POST",
-      signal,
-      headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
-      body: JSON.stringify({ message, session_id: sessionId || null, ...(escalate ? { escalate: true } : {}) }),
-    });
+    response = await fetch(url, { method, signal, body, headers: { Accept: "text/event-stream", ...headers } });
   } catch (error) {
     if (error.name === "AbortError") throw error;
     throw new ApiError("network", "Could not reach the server. Check your connection.");
@@ -80,14 +95,14 @@ export async function* streamChat({ message, sessionId, escalate = false, signal
   if (!response.ok) throw await errorFromResponse(response);
   let finished = false;
   try {
-    for await (const { event, data } of readEvents(response, signal)) {
+    for await (const { event, data, id } of readEvents(response, signal)) {
       let parsed;
       try {
         parsed = JSON.parse(data);
       } catch {
         parsed = { text: data };
       }
-      yield { event, data: parsed };
+      yield { event, data: parsed, id };
       if (event === "done") finished = true;
     }
   } catch (error) {

@@ -1,11 +1,23 @@
 // The chat controller: sends messages, streams answers into their bubbles, keeps the session across
 // reloads, escalates to a person (also when the customer accepts the bot's offer of one). Used by the chat page
 // and (in an iframe, compact mode) by the widget.
-import { ApiError, createTicket, deleteSession, getHistory, sendFeedback, streamChat } from "./api.js";
+import {
+  ApiError,
+  createTicket,
+  deleteSession,
+  getHistory,
+  resumeAnswer,
+  sendFeedback,
+  stopAnswer,
+  streamChat,
+} from "./api.js";
 import { LiveChat } from "./live.js";
 import { AnswerView, noticeItem, userBubble } from "./message-view.js";
 
 const SESSION_KEY = "support-chat.session-id";
+/** The answer being written ({sessionId, answerId, question}): after a reload the page resumes it. */
+const ANSWER_KEY = "support-chat.answer";
+const RESUME_ATTEMPTS = 3; // a dropped connection is resumed (Last-Event-ID) this many times before it shows
 /** What the offer's "Yes" button sends (with `escalate: true`), so the transcript reads as a reply. */
 export const ACCEPT_OFFER_TEXT = "Yes, please connect me to a person";
 
@@ -15,6 +27,7 @@ export class Chat {
     this.els = els;
     this.sessionId = readSession();
     this.controller = null;
+    this.progress = null; // {answerId, lastId} of the answer streaming now
     this.latest = null;
     this.offerView = null; // the answer whose offer of a person is showing (it holds for the next message only)
     this.handlers = {
@@ -63,6 +76,21 @@ export class Chat {
     }
     this.live.restored(history?.live);
     this.scrollToBottom();
+    this.resumePending(messages);
+  }
+
+  /** An answer was being written when the page went away: show it again from its start, then the rest live. */
+  resumePending(messages) {
+    const pending = readJson(ANSWER_KEY);
+    if (!pending || pending.sessionId !== this.sessionId) return forgetAnswer();
+    const [before, last] = [messages.at(-2), messages.at(-1)];
+    if (last?.role === "assistant" && before?.role === "user" && before.content === pending.question) {
+      return forgetAnswer(); // it finished meanwhile: the history has shown it
+    }
+    if (last?.role !== "user") this.appendItem(userBubble(pending.question));
+    const view = this.newAnswer(pending.question);
+    const start = (signal) => resumeAnswer({ answerId: pending.answerId, sessionId: this.sessionId, signal });
+    this.run(view, start, { question: pending.question, answerId: pending.answerId });
   }
 
   /** Send a question (or re-send it into an existing answer bubble, for Retry and Regenerate). */
@@ -74,13 +102,46 @@ export class Chat {
       this.appendItem(userBubble(text));
       view = this.newAnswer(text);
     }
+    const start = (signal) => streamChat({ message: text, sessionId: this.sessionId, escalate, signal });
+    await this.run(view, start, { question: text, escalate });
+  }
+
+  /**
+   * Stream an answer into `view`: `start(signal)` yields its events. A connection that drops mid-answer is
+   * resumed from the last event seen (the server keeps the answer running), RESUME_ATTEMPTS times at most.
+   */
+  async run(view, start, { question, escalate = false, answerId = null }) {
+    const text = question;
     view.reset();
     this.scrollToBottom();
     this.controller = new AbortController();
+    const signal = this.controller.signal;
+    const progress = { answerId, lastId: null };
+    this.progress = progress;
     this.setStreaming(true);
     try {
-      const stream = streamChat({ message: text, sessionId: this.sessionId, escalate, signal: this.controller.signal });
-      for await (const { event, data } of stream) this.onEvent(event, data, view);
+      let stream = start(signal);
+      for (let attempt = 1; ; attempt++) {
+        try {
+          for await (const { event, data, id } of stream) {
+            if (id) progress.lastId = id;
+            if (event === "session" && data.answer_id) {
+              progress.answerId = data.answer_id;
+              writeJson(ANSWER_KEY, { sessionId: data.session_id, answerId: data.answer_id, question: text });
+            }
+            if (event === "done") forgetAnswer();
+            this.onEvent(event, data, view);
+          }
+          break;
+        } catch (error) {
+          const dropped = error instanceof ApiError && (error.kind === "cut" || error.kind === "network");
+          if (!dropped || !progress.answerId || attempt > RESUME_ATTEMPTS || signal.aborted) throw error;
+          await new Promise((resolve) => setTimeout(resolve, 500 * attempt));
+          if (signal.aborted) throw new DOMException("Stopped", "AbortError");
+          const { answerId: id, lastId } = progress;
+          stream = resumeAnswer({ answerId: id, sessionId: this.sessionId, lastEventId: lastId, signal });
+        }
+      }
       if (view.offering) this.offerView = view;
       if (view.live) return this.announce(this.live.sentNotice);
       const offerHint = view.offering ? " Below it, a button connects you to a person." : "";
@@ -98,6 +159,7 @@ export class Chat {
       }
     } finally {
       this.controller = null;
+      this.progress = null;
       this.setStreaming(false);
     }
   }
@@ -171,7 +233,11 @@ export class Chat {
     this.offerView = null;
   }
 
+  /** Stop the answer here and on the server (leaving alone would not stop it: it stays resumable). */
   stop() {
+    const answerId = this.progress?.answerId;
+    if (answerId && this.sessionId) stopAnswer(answerId, this.sessionId).catch(() => {});
+    forgetAnswer();
     this.controller?.abort();
   }
 
@@ -279,6 +345,30 @@ export class Chat {
     } catch {
       /* storage blocked */
     }
+  }
+}
+
+function readJson(key) {
+  try {
+    return JSON.parse(localStorage.getItem(key) || "null");
+  } catch {
+    return null;
+  }
+}
+
+function writeJson(key, value) {
+  try {
+    localStorage.setItem(key, JSON.stringify(value));
+  } catch {
+    /* storage blocked: a reload then shows the answer once it is stored */
+  }
+}
+
+function forgetAnswer() {
+  try {
+    localStorage.removeItem(ANSWER_KEY);
+  } catch {
+    /* storage blocked */
   }
 }
 

@@ -3,12 +3,14 @@
 // would import "./index.js", a path /vendor/ does not serve, so the few lines of its TransformStream are here.
 import { createParser } from "/vendor/eventsource-parser.js";
 
-/** A TransformStream from decoded text to {event, data}; an unnamed event is "message", as in EventSource. */
+/** A TransformStream from decoded text to {event, data, id}; an unnamed event is "message", as in EventSource. */
 function eventStream() {
   let parser;
   return new TransformStream({
     start(controller) {
-      parser = createParser({ onEvent: ({ event, data }) => controller.enqueue({ event: event || "message", data }) });
+      parser = createParser({
+        onEvent: ({ event, data, id }) => controller.enqueue({ event: event || "message", data, id }),
+      });
     },
     transform(chunk) {
       parser.feed(chunk);
@@ -16,7 +18,7 @@ function eventStream() {
   });
 }
 
-/** Yield {event, data} for each event of a fetch Response body, as soon as it arrives. */
+/** Yield {event, data, id} for each event of a fetch Response body, as soon as it arrives. */
 export async function* readEvents(response, signal) {
   const reader = response.body.pipeThrough(new TextDecoderStream()).pipeThrough(eventStream()).getReader();
   const abort = () => reader.cancel().catch(() => {});

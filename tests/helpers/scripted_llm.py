@@ -54,6 +54,7 @@ class ScriptedLLM:
     def __init__(self, url: str) -> None:
         self.url = url
         self.requests: list[dict[str, Any]] = []  # each request body, in order (its "messages" is the prompt)
+        self.headers: list[dict[str, str]] = []  # each request's HTTP headers, in the same order
         self._script = Script("This is a scripted answer.")
         self._lock = threading.Lock()
 
@@ -74,9 +75,10 @@ class ScriptedLLM:
         script = self.current
         return split_chunks(script.text, script.chunk_words)
 
-    def record(self, body: dict[str, Any]) -> None:
+    def record(self, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
         with self._lock:
             self.requests.append(body)
+            self.headers.append(headers or {})
 
 
 def _chunk(completion_id: str, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
@@ -132,7 +134,7 @@ def _handler(llm: ScriptedLLM) -> type[BaseHTTPRequestHandler]:
             if self.path.rstrip("/") not in ("/v1/chat/completions", "/chat/completions"):
                 self._json(404, {"error": {"message": f"no route {self.path}"}})
                 return
-            llm.record(body)
+            llm.record(body, dict(self.headers))
             script = llm.current
             if body.get("stream"):
                 with contextlib.suppress(ConnectionError):

@@ -1,0 +1,170 @@
+"""Resumable answers: a /chat answer outlives its connection, and a client that reconnects gets the rest.
+
+Each answer's public events (api/chat.py `public_events`) are appended to a Redis stream `api:answer:<answer_id>`
+with explicit entry ids `0-1`, `0-2`, … (the SSE `id:` of each event), so ids are known before the write and the
+live connection never waits for Redis; consecutive events are written in one pipelined round trip (a batch is
+whatever arrived while the previous write was in flight). `api:answers:<session_id>` points at the session's latest
+answer: it is the ownership check (a resume names the session) and what erasing the session deletes.
+
+The answer runs in a task of its own on the process that started it. It is stopped only by `POST
+/chat/stream/{id}/stop` or when nobody has read it for RESUME_GRACE_SECONDS (neither the first connection nor a
+resume on any process, which keeps `api:answer:<id>:watch` alive). Both are checked in the same pipeline as the
+writes, so a stop takes effect at the answer's next event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
+
+ANSWER_RESUME_SECONDS = 300  # a finished answer stays resumable this long
+RESUME_GRACE_SECONDS = 10.0  # an answer nobody reads for this long is stopped (stored, marked interrupted)
+MAXLEN = 20_000  # entries per answer at most (approximate trim): a bound on memory, far above LLM_MAX_TOKENS
+READ_BLOCK_MS = 1000  # a resume's XREAD BLOCK; each round also refreshes the watch key
+_ANSWER_ID = re.compile(r"^a_[A-Za-z0-9_-]{22}$")
+_EVENT_ID = re.compile(r"^\d{1,19}-\d{1,19}$")
+
+
+def new_answer_id() -> str:
+    return "a_" + secrets.token_urlsafe(16)
+
+
+def is_event_id(value: str) -> bool:
+    return _EVENT_ID.fullmatch(value) is not None
+
+
+def stream_key(answer_id: str) -> str:
+    return f"api:answer:{answer_id}"
+
+
+def pointer_key(session_id: str) -> str:
+    return f"api:answers:{session_id}"
+
+
+def watch_key(answer_id: str) -> str:
+    return f"api:answer:{answer_id}:watch"
+
+
+def stop_key(answer_id: str) -> str:
+    return f"api:answer:{answer_id}:stop"
+
+
+class AnswerWriter:
+    """Appends one answer's events to its stream, batching those that arrive while a write is in flight."""
+
+    def __init__(self, redis: aioredis.Redis, answer_id: str, running_ttl: int, on_stop: Callable[[], None]) -> None:
+        self.redis, self.answer_id, self.running_ttl, self.on_stop = redis, answer_id, running_ttl, on_stop
+        self.sequence = 0
+        self.pending: list[tuple[str, str, str]] = []
+        self.flushing: asyncio.Task[None] | None = None
+        self.readers = 0  # connections of this process reading the answer live
+        self.unread_since: float | None = None
+        self.erased = False  # the session was erased mid-answer: write nothing more
+
+    async def begin(self, session_id: str, session_ttl: int) -> None:
+        """Point the session at this answer; the session's previous answer stream goes."""
+        old = await self.redis.set(pointer_key(session_id), self.answer_id, ex=session_ttl, get=True)
+        if old and old != self.answer_id:
+            await self.redis.delete(stream_key(old))
+
+    def add(self, name: str, data: dict[str, Any]) -> str:
+        """The event's id at once; the write follows in the background."""
+        self.sequence += 1
+        event_id = f"0-{self.sequence}"
+        self.pending.append((event_id, name, json.dumps(data, ensure_ascii=False)))
+        if self.flushing is None or self.flushing.done():
+            self.flushing = asyncio.create_task(self._flush())
+        return event_id
+
+    async def drain(self) -> None:
+        while self.flushing is not None and not self.flushing.done():
+            await asyncio.shield(self.flushing)
+
+    async def finish(self) -> None:
+        """Everything written; the stream then lives ANSWER_RESUME_SECONDS."""
+        await self.drain()
+        if self.erased:
+            return
+        with contextlib.suppress(RedisError):
+            await self.redis.expire(stream_key(self.answer_id), ANSWER_RESUME_SECONDS)
+
+    def reading(self, delta: int) -> None:
+        self.readers += delta
+        self.unread_since = time.monotonic() if self.readers == 0 else None
+
+    async def _flush(self) -> None:
+        while self.pending and not self.erased:
+            batch, self.pending = self.pending, []
+            key = stream_key(self.answer_id)
+            pipe = self.redis.pipeline(transaction=False)
+            for event_id, name, data in batch:
+                pipe.xadd(key, {"e": name, "d": data}, id=event_id, maxlen=MAXLEN, approximate=True)
+            pipe.expire(key, self.running_ttl)
+            pipe.get(stop_key(self.answer_id))
+            pipe.exists(watch_key(self.answer_id))
+            try:
+                *_, stopped, watched = await pipe.execute()
+            except RedisError:
+                log.exception("could not store answer events (resuming this answer may miss them)")
+                continue
+            if stopped == "erase":
+                self.erased = True
+                await self.redis.delete(key)
+            unread = self.unread_since is not None and time.monotonic() - self.unread_since > RESUME_GRACE_SECONDS
+            if stopped or (unread and not watched):
+                self.on_stop()
+
+
+async def owned(redis: aioredis.Redis, answer_id: str, session_id: str | None) -> bool:
+    """True when `answer_id` is the session's latest answer and is still stored."""
+    if not session_id or not _ANSWER_ID.fullmatch(answer_id):
+        return False
+    pointer, exists = (
+        await redis.pipeline(transaction=False).get(pointer_key(session_id)).exists(stream_key(answer_id)).execute()
+    )
+    return pointer == answer_id and bool(exists)
+
+
+async def request_stop(redis: aioredis.Redis, answer_id: str) -> None:
+    await redis.set(stop_key(answer_id), "1", ex=60)
+
+
+async def follow(redis: aioredis.Redis, answer_id: str, after: str) -> AsyncIterator[tuple[str, str, dict[str, Any]]]:
+    """(id, name, data) of the events after `after`: what is stored, then live until `done`."""
+    key = stream_key(answer_id)
+    while True:
+        await redis.set(watch_key(answer_id), "1", ex=int(RESUME_GRACE_SECONDS))
+        reply = await redis.xread({key: after}, count=500, block=READ_BLOCK_MS)
+        if not reply:
+            if not await redis.exists(key):
+                yield "", "error", {"code": "answer_gone", "message": "This answer is no longer available."}
+                return
+            continue
+        for event_id, fields in reply[0][1]:
+            after = event_id
+            yield event_id, fields["e"], json.loads(fields["d"])
+            if fields["e"] == "done":
+                return
+
+
+async def erase(redis: aioredis.Redis, session_id: str) -> None:
+    """The session's answer stream and pointer. An answer still running is stopped and told to write no more
+    (its `stop` key says "erase": no customer text, 60 s)."""
+    answer_id = await redis.get(pointer_key(session_id))
+    keys = [pointer_key(session_id)]
+    if answer_id:
+        await redis.set(stop_key(answer_id), "erase", ex=60)
+        keys += [stream_key(answer_id), watch_key(answer_id)]
+    await redis.delete(*keys)
