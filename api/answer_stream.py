@@ -9,7 +9,9 @@ answer: it is the ownership check (a resume names the session) and what erasing 
 The answer runs in a task of its own on the process that started it. It is stopped only by `POST
 /chat/stream/{id}/stop` or when nobody has read it for RESUME_GRACE_SECONDS (neither the first connection nor a
 resume on any process, which keeps `api:answer:<id>:watch` alive). Both are checked in the same pipeline as the
-writes, so a stop takes effect at the answer's next event.
+writes, so a stop takes effect at the answer's next event. The generating process refreshes
+`api:answer:<id>:alive` every HEARTBEAT_SECONDS; a resume that finds it gone (the process died) ends the answer
+itself: an `error` (`answer_lost`) carrying the fallback text, then `done` with the text written so far.
 """
 
 from __future__ import annotations
@@ -27,12 +29,17 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from graph.prompts import FALLBACK  # a lost answer ends in the words of an LLM failing mid-answer (graph/nodes.py)
+
 log = logging.getLogger(__name__)
 
 ANSWER_RESUME_SECONDS = 300  # a finished answer stays resumable this long
 RESUME_GRACE_SECONDS = 10.0  # an answer nobody reads for this long is stopped (stored, marked interrupted)
 MAXLEN = 20_000  # entries per answer at most (approximate trim): a bound on memory, far above LLM_MAX_TOKENS
 READ_BLOCK_MS = 1000  # a resume's XREAD BLOCK; each round also refreshes the watch key
+HEARTBEAT_SECONDS = 2.0  # the generating process says it is alive this often ...
+ALIVE_SECONDS = 6  # ... and a resume that has not heard from it for this long ends the answer as lost
+LOST = "answer_lost"  # the process writing the answer died: a resume ends with the partial text and the fallback
 _ANSWER_ID = re.compile(r"^a_[A-Za-z0-9_-]{22}$")
 _EVENT_ID = re.compile(r"^\d{1,19}-\d{1,19}$")
 
@@ -61,6 +68,10 @@ def stop_key(answer_id: str) -> str:
     return f"api:answer:{answer_id}:stop"
 
 
+def alive_key(answer_id: str) -> str:
+    return f"api:answer:{answer_id}:alive"
+
+
 class AnswerWriter:
     """Appends one answer's events to its stream, batching those that arrive while a write is in flight."""
 
@@ -75,6 +86,7 @@ class AnswerWriter:
 
     async def begin(self, session_id: str, session_ttl: int) -> None:
         """Point the session at this answer; the session's previous answer stream goes."""
+        await self.redis.set(alive_key(self.answer_id), "1", ex=ALIVE_SECONDS)
         old = await self.redis.set(pointer_key(session_id), self.answer_id, ex=session_ttl, get=True)
         if old and old != self.answer_id:
             await self.redis.delete(stream_key(old))
@@ -99,6 +111,13 @@ class AnswerWriter:
             return
         with contextlib.suppress(RedisError):
             await self.redis.expire(stream_key(self.answer_id), ANSWER_RESUME_SECONDS)
+
+    async def heartbeat(self) -> None:
+        """Until cancelled: a resume on another process tells a slow answer (a long prompt read) from a dead one."""
+        while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            with contextlib.suppress(RedisError):
+                await self.redis.set(alive_key(self.answer_id), "1", ex=ALIVE_SECONDS)
 
     def reading(self, delta: int) -> None:
         self.readers += delta
@@ -148,8 +167,13 @@ async def follow(redis: aioredis.Redis, answer_id: str, after: str) -> AsyncIter
         await redis.set(watch_key(answer_id), "1", ex=int(RESUME_GRACE_SECONDS))
         reply = await redis.xread({key: after}, count=500, block=READ_BLOCK_MS)
         if not reply:
-            if not await redis.exists(key):
+            stored, alive = await redis.pipeline(transaction=False).exists(key).exists(alive_key(answer_id)).execute()
+            if not stored:
                 yield "", "error", {"code": "answer_gone", "message": "This answer is no longer available."}
+                return
+            if not alive:  # its process died mid-answer: what it had written, marked interrupted, and the fallback
+                async for event in lost(redis, key):
+                    yield event
                 return
             continue
         for event_id, fields in reply[0][1]:
@@ -159,6 +183,14 @@ async def follow(redis: aioredis.Redis, answer_id: str, after: str) -> AsyncIter
                 return
 
 
+async def lost(redis: aioredis.Redis, key: str) -> AsyncIterator[tuple[str, str, dict[str, Any]]]:
+    """The ending the dead process could not send: an error carrying the fallback, then `done` with the text shown."""
+    entries = await redis.xrange(key)
+    text = "".join(json.loads(fields["d"])["text"] for _, fields in entries if fields["e"] == "token")
+    yield "", "error", {"code": LOST, "message": FALLBACK}
+    yield "", "done", {"message_id": None, "text": text, "interrupted": True, "refused": False}
+
+
 async def erase(redis: aioredis.Redis, session_id: str) -> None:
     """The session's answer stream and pointer. An answer still running is stopped and told to write no more
     (its `stop` key says "erase": no customer text, 60 s)."""
@@ -166,5 +198,5 @@ async def erase(redis: aioredis.Redis, session_id: str) -> None:
     keys = [pointer_key(session_id)]
     if answer_id:
         await redis.set(stop_key(answer_id), "erase", ex=60)
-        keys += [stream_key(answer_id), watch_key(answer_id)]
+        keys += [stream_key(answer_id), watch_key(answer_id), alive_key(answer_id)]
     await redis.delete(*keys)

@@ -155,8 +155,10 @@ class Answer:
     async def run(self) -> None:
         shown: list[str] = []
         ended = False
+        heartbeat: asyncio.Task[None] | None = None
         try:
             await self.writer.begin(self.turn.session_id, self.state.settings.session_ttl_seconds)
+            heartbeat = asyncio.create_task(self.writer.heartbeat())
             async with contextlib.aclosing(public_events(self.state, self.turn, self.lock, self.clock)) as events:
                 async for name, data in events:
                     if name == "session":
@@ -172,6 +174,8 @@ class Answer:
         except Exception:
             log.exception("chat answer failed")
         finally:
+            if heartbeat is not None:
+                heartbeat.cancel()
             with anyio.CancelScope(shield=True):
                 if not ended:  # every reader ends with `done`
                     result = self.turn.result

@@ -313,13 +313,16 @@ def test_a_replica_killed_mid_answer_costs_that_answer_only(
 
     # The dead replica's lock frees itself (CHAT_LOCK_SECONDS); meanwhile the session is refused, not broken.
     assert post_chat(cluster.proxy.url, "Hello?", session).status_code == 409
-    # A resume on a survivor replays what Redis holds, then ends (the stream expires CHAT_LOCK_SECONDS after its
-    # last write): no hang, an error event last, and the text is a prefix of what the model was writing.
+    # A resume on a survivor replays what Redis holds, then, the dead replica's heartbeat gone, ends the answer
+    # itself: an error carrying the fallback, then `done` with the partial text, marked interrupted.
     survivor = cluster.alive()[0]
     rest = resume(survivor.url, session, cut.answer_id, cut.last_id)
-    assert rest and rest[-1][1] == "error", rest
+    assert [name for _, name, _ in rest[-2:]] == ["error", "done"], rest
+    error, done = rest[-2][2], rest[-1][2]
+    assert error["code"] == "answer_lost" and "person" in error["message"]
     partial = cut.text + "".join(d["text"] for _, name, d in rest if name == "token")
     assert len(partial) >= len(cut.text) > 0 and SLOW.startswith(partial)
+    assert done["text"] == partial and done["interrupted"] is True
     deadline = time.monotonic() + LOCK_SECONDS + 5
     while store.exists(f"api:lock:{session}") and time.monotonic() < deadline:
         time.sleep(0.5)
