@@ -165,10 +165,15 @@ class Answer:
                         data = data | {"answer_id": self.answer_id}
                     elif name == "token":
                         shown.append(data["text"])
+                    elif name == "done":
+                        # The lock goes before `done` is sent: a client may send its next message the moment it
+                        # reads `done`, and must not get a 409. What came before is stored first
+                        await self.writer.drain()
+                        await release(self.lock)
                     self.publish(name, data)
                     if name == "done":
                         ended = True
-                        await self.writer.drain()  # stored before the lock goes: the next answer finds it whole
+                        await self.writer.drain()  # stored before the next answer of the session replaces it
         except asyncio.CancelledError:
             pass  # stopped: public_events' finally stopped the turn, which stored its partial answer
         except Exception:

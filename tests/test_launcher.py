@@ -154,7 +154,7 @@ def test_the_server_started_alone_fails_the_same_way(tmp_path: Path) -> None:
         ("KB_COLLECTION", "10.0.0.1", "not an IPv4 address"),
         ("RATE_LIMIT_SESSION", "20/minute;5/second", "must be one rate"),
         ("RATE_LIMIT_TICKETS_IP", "0/hour", "must allow at least 1 request"),
-        ("REDIS_URL", "http://127.0.0.1:6379", "must be a redis://, rediss:// or unix:// URL"),
+        ("REDIS_URL", "http://127.0.0.1:6379", "must be a redis://, rediss://, unix:// or redis+sentinel:// URL"),
         ("CHROMA_URL", "127.0.0.1:8082", "must be an http:// or https:// URL"),
         ("TICKET_WEBHOOK_URL", "ftp://hooks.example", "must be an http:// or https:// URL"),
         ("CORS_ORIGINS", "https://a.example/", "is not an origin"),
