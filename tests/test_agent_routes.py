@@ -261,7 +261,9 @@ def test_one_answer_at_a_time_per_session_across_chat_and_agent(scripted: httpx.
     llm.script(LONG_ANSWER, delay=0.05)
     session = _new_session(scripted)
     with connect_sse(scripted, "POST", "/chat", json={"message": QUESTION, "session_id": session}) as source:
-        _until_first_token(source.iter_sse())
+        events = source.iter_sse()
+        answer_id = json.loads(next(events).data)["answer_id"]  # the `session` event
+        _until_first_token(events)
         for endpoint in ("invoke", "stream"):
             busy = scripted.post(
                 f"/agent/{endpoint}", json=_agent_body(_human("hello")), headers={"X-Session-Id": session}
@@ -269,9 +271,12 @@ def test_one_answer_at_a_time_per_session_across_chat_and_agent(scripted: httpx.
             assert "still being written" in _refusal(busy, 409)
         other = _new_session(scripted)
         assert _invoke(scripted, other, "hello").status_code == 200, "other sessions are not blocked"
-    llm.script("You can reset it from the sign-in page [1].")
-    after = eventually(lambda: _invoke(scripted, session, "hello").status_code == 200, timeout=10)
-    assert after, "the lock is released when the /chat stream ends"
+        llm.script("You can reset it from the sign-in page [1].")
+        # A /chat answer outlives its connection (it is resumable): the page's Stop ends it, then the stream
+        stopped = scripted.post(f"/chat/stream/{answer_id}/stop", params={"session_id": session})
+        assert stopped.status_code == 202
+        assert [event.event for event in events if event.data][-1] == "done"
+    assert _invoke(scripted, session, "hello").status_code == 200, "the lock is released when the /chat answer ends"
     llm.script(LONG_ANSWER, delay=0.05)
     with connect_sse(
         scripted, "POST", "/agent/stream", json=_agent_body(_human(QUESTION)), headers={"X-Session-Id": session}
