@@ -5,7 +5,6 @@ What a failover loses is measured by bench/failover_loss.py (figures in docs/dep
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import httpx
@@ -18,12 +17,7 @@ from helpers.sse import chat_events, names, payload
 from settings import setting_problem
 from tools.redis_client import parse_sentinel_url
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not shutil.which("redis-sentinel"), reason="needs Debian's redis-sentinel (.ci/run installs it)"
-    ),
-]
+pytestmark = pytest.mark.slow  # needs Debian's redis-sentinel (.ci/run installs it): missing, the test fails
 NO_RATE_LIMITS = {
     name: "100000/minute"
     for name in ("RATE_LIMIT_IP", "RATE_LIMIT_SESSION", "RATE_LIMIT_TICKETS_IP", "RATE_LIMIT_TICKETS_SESSION")
