@@ -133,7 +133,8 @@ def burst_questions(count: int) -> list[str]:
 
 async def one_burst(kb: KnowledgeBase, questions: list[str], batched: bool) -> tuple[float, list[float], list[float]]:
     """All `questions` at once on one event loop: wall time, each one's latency, and the loop's lag (how late a
-    1 ms sleep of a probe task woke up) during the burst. Unbatched = the former path, `search` in a thread."""
+    1 ms sleep of a probe task woke up) during the burst. Unbatched = each question's own `search` in a thread
+    (its own encode, Chroma query and get); batched = `asearch`, whose concurrent questions share them."""
     lags: list[float] = []
     done = asyncio.Event()
 
@@ -161,7 +162,8 @@ async def one_burst(kb: KnowledgeBase, questions: list[str], batched: bool) -> t
 
 
 def measure_bursts(settings: Settings, sizes: list[int]) -> None:
-    """Per burst size: unbatched (former) beside batched (query batcher), in the same run, same loop."""
+    """Per burst size: unbatched beside batched, in the same run, same loop; with the encode calls (= batches)
+    and the Chroma `query` / `get` round trips each made."""
     kb = KnowledgeBase(settings)
     kb.refresh(force=True)
     kb.search("warm up")
@@ -172,17 +174,18 @@ def measure_bursts(settings: Settings, sizes: list[int]) -> None:
             questions = burst_questions(size)
             figures = {}
             for batched in (False, True):
-                calls = kb.batcher().calls
+                batches, chroma = kb.batcher().calls, dict(kb.chroma_calls)
                 wall, latencies, lags = await one_burst(kb, questions, batched)
-                figures[batched] = (wall, latencies, lags, kb.batcher().calls - calls)
-            for batched, (wall, latencies, lags, calls) in figures.items():
+                calls = {name: kb.chroma_calls[name] - chroma.get(name, 0) for name in ("query", "get")}
+                figures[batched] = (wall, latencies, lags, kb.batcher().calls - batches if batched else size, calls)
+            for batched, (wall, latencies, lags, encodes, calls) in figures.items():
                 name = "batched  " if batched else "unbatched"
                 print(
                     f"  burst {size:>3} {name}: wall {1000 * wall:7.0f} ms = {size / wall:6.0f} questions/s | "
                     f"latency p50 {1000 * statistics.median(latencies):6.0f} ms p95 "
                     f"{1000 * percentile(latencies, 0.95):6.0f} ms | loop lag p99 "
                     f"{1000 * percentile(lags, 0.99) if lags else float('nan'):5.1f} ms | encode calls "
-                    f"{calls if batched else size}",
+                    f"{encodes:3} | Chroma query {calls['query']:3} get {calls['get']:3}",
                     flush=True,
                 )
 

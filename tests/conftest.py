@@ -5,10 +5,14 @@ Each is started once per test session on a free port and stopped at the end; not
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -56,6 +60,47 @@ def chroma_service(services_dir: Path) -> Iterator[Service]:
     service = start_chroma(services_dir / "chroma", free_port(), services_dir / "logs")
     yield service
     service.stop()
+
+
+def load_eval_retrieval() -> ModuleType:
+    """bench/eval_retrieval.py as the module `eval_retrieval`, loaded once (its dataclasses look their module up
+    in sys.modules, so it is registered before it runs)."""
+    module = sys.modules.get("eval_retrieval")
+    if module is None:
+        spec = importlib.util.spec_from_file_location("eval_retrieval", ROOT / "bench" / "eval_retrieval.py")
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["eval_retrieval"] = module
+        spec.loader.exec_module(module)
+    return module
+
+
+@dataclass(frozen=True)
+class DevSet:
+    """The development eval set, indexed: `settings` reach its collection; `questions` as in the eval file."""
+
+    settings: Settings
+    questions: list[dict[str, Any]]
+
+
+@pytest.fixture(scope="session")
+def dev_set(tmp_path_factory: pytest.TempPathFactory, chroma_service: Service) -> DevSet:
+    """The 232 eval chunks (../shared/eval/anthropic-docs, read at run time) indexed once per session through
+    the real ingestion path into the test Chroma server (~30-60 s of embedding on 2 cores); tests make their own
+    KnowledgeBase on it and only read."""
+    eval_retrieval = load_eval_retrieval()
+    if not eval_retrieval.EVAL_DIR.is_dir():
+        pytest.skip(f"the development eval set is not at {eval_retrieval.EVAL_DIR} (it lives in shared/)")
+    folder = tmp_path_factory.mktemp("dev-set")
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        data_dir=folder / "data",
+        chroma_url=chroma_service.url,
+        kb_collection=f"dev-set-{folder.name}"[-60:].strip("-_."),
+    )
+    docs, questions = eval_retrieval.load_eval()
+    eval_retrieval.index_corpus(eval_retrieval.write_corpus(docs, folder / "corpus"), settings)
+    return DevSet(settings, questions)
 
 
 @pytest.fixture

@@ -1,29 +1,21 @@
 """Retrieval quality gate on the development eval set (../shared/eval/anthropic-docs, read at run time).
 
-Indexes the 232 eval chunks through the real ingestion path into the test Chroma server (~30-60 s of embedding
-on 2 cores), then scores all 100 questions as bench/eval_retrieval.py does, against plain BM25 on the same
-stored chunks (the reference the product must beat, with the paired bootstrap interval above zero).
+Uses the 232 eval chunks indexed once per session through the real ingestion path (tests/conftest.py `dev_set`,
+shared with tests/test_query_batching.py), then scores all 100 questions as bench/eval_retrieval.py does, against
+plain BM25 on the same stored chunks (the reference the product must beat, with the paired bootstrap interval
+above zero).
 """
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-from launcher.services import Service
+from conftest import DevSet, load_eval_retrieval
 from settings import Settings
 from tools.retrieval import KnowledgeBase
 
-ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("eval_retrieval", ROOT / "bench" / "eval_retrieval.py")
-assert _spec and _spec.loader
-eval_retrieval = importlib.util.module_from_spec(_spec)
-sys.modules["eval_retrieval"] = eval_retrieval  # dataclasses look their module up there
-_spec.loader.exec_module(eval_retrieval)
+eval_retrieval = load_eval_retrieval()
 
 pytestmark = [
     pytest.mark.slow,
@@ -35,21 +27,12 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def evaluated(
-    tmp_path_factory: pytest.TempPathFactory, chroma_service: Service
-) -> tuple[object, list[float], tuple[list[float], list[float]], list[dict]]:
-    """Index once, search every question once; returns the result, the off-topic best scores, plain BM25's
-    per-question recall@5 and reciprocal ranks on the same chunks, and the questions."""
-    folder = tmp_path_factory.mktemp("eval")
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        data_dir=folder / "data",
-        chroma_url=chroma_service.url,
-        kb_collection=f"eval-quality-{folder.name}"[-60:].strip("-_."),
-    )
-    docs, questions = eval_retrieval.load_eval()
-    eval_retrieval.index_corpus(eval_retrieval.write_corpus(docs, folder / "corpus"), settings)
-    kb = KnowledgeBase(settings)
+def evaluated(dev_set: DevSet) -> tuple[object, list[float], tuple[list[float], list[float]], list[dict]]:
+    """Search every question of the indexed dev set (tests/conftest.py, indexed once per session) once; returns
+    the result, the off-topic best scores, plain BM25's per-question recall@5 and reciprocal ranks on the same
+    chunks, and the questions."""
+    questions = dev_set.questions
+    kb = KnowledgeBase(dev_set.settings)
     off_topic = [max(hit.score for hit in kb.search(query, k=4)) for query in eval_retrieval.OFF_TOPIC]
     _, texts, metas = eval_retrieval.stored_chunks(kb._collection)
     rankings = eval_retrieval.plain_bm25_rankings(texts, metas, [q["question"] for q in questions])

@@ -110,7 +110,10 @@ def get_embeddings(settings: Settings) -> HuggingFaceEmbeddings:
 
 
 def encode_queries(embeddings: HuggingFaceEmbeddings, texts: list[str]) -> list[list[float]]:
-    """`embed_query` for many queries in one `encode` call (the same prompt and normalisation), which the
-    query batcher (tools/query_batcher.py) uses to embed concurrent questions together."""
-    kwargs = embeddings.query_encode_kwargs or embeddings.encode_kwargs
-    return embeddings._embed(texts, kwargs)
+    """`embed_query` for many queries in one `encode` call, which the search batcher (tools/retrieval.py,
+    tools/query_batcher.py) uses for concurrent questions. Public API only: `embed_documents` of a shallow copy
+    whose document options are the query options (`embed_query`'s prompt and normalisation); the copy shares
+    the loaded SentenceTransformer, so nothing is loaded twice (tests/test_query_batching.py checks the vectors
+    equal `embed_query`'s)."""
+    options = embeddings.query_encode_kwargs or embeddings.encode_kwargs
+    return embeddings.model_copy(update={"encode_kwargs": options}).embed_documents(texts)

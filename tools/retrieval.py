@@ -25,6 +25,7 @@ import re
 import threading
 import time
 import weakref
+from collections import Counter
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import Any
@@ -179,6 +180,12 @@ class _Row:
     similarity: float
 
 
+def _cosine(stored: np.ndarray, vector: np.ndarray) -> float:
+    """Cosine similarity of a stored embedding (ingestion normalised it, as the query is) and a query vector:
+    the same value Chroma's cosine distance gives for the dense list."""
+    return float(stored @ vector / (np.linalg.norm(stored) * np.linalg.norm(vector) or 1.0))
+
+
 class KnowledgeBase:
     """Search over one Chroma collection. Thread-safe; one per (Chroma target, collection), see
     `get_knowledge_base`."""
@@ -192,6 +199,8 @@ class KnowledgeBase:
         self._checked_at = float("-inf")
         self._rebuilding = False
         self._batchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, QueryBatcher] = weakref.WeakKeyDictionary()
+        self._calls_lock = threading.Lock()
+        self.chroma_calls: Counter[str] = Counter()  # "query" and "get" round trips made (tests, bench)
 
     # -- freshness ---------------------------------------------------------------------------------------
     def refresh(self, force: bool = False) -> None:
@@ -230,26 +239,24 @@ class KnowledgeBase:
         if not query:
             return []
         self.refresh()
-        return self._ranked(query, np.asarray(self._embeddings.embed_query(query), dtype=np.float32), k)
+        return self._search_batch([(query, k)])[0]
 
     async def asearch(self, query: str, k: int = 5) -> list[SearchHit]:
-        """`search` off the event loop, its query embedding shared with concurrent questions (one `encode` call
-        for all that arrive while one runs, tools/query_batcher.py); the Chroma and BM25 part in a worker thread."""
+        """`search` off the event loop, done together with the concurrent questions (tools/query_batcher.py): one
+        `encode`, one Chroma `query` and one `get` for all that arrive while a batch runs, in its worker thread."""
         query = self._clean(query, k)
         if not query:
             return []
         if time.monotonic() - self._checked_at >= self.settings.kb_refresh_seconds:
             await asyncio.to_thread(self.refresh)
-        vector = await self.batcher().embed(query)
-        return await asyncio.to_thread(self._ranked, query, vector, k)
+        return await self.batcher().submit((query, k))
 
-    def batcher(self) -> QueryBatcher:
-        """This event loop's query batcher (one per loop: its futures belong to one)."""
+    def batcher(self) -> QueryBatcher[tuple[str, int], list[SearchHit]]:
+        """This event loop's search batcher (one per loop: its futures belong to one)."""
         loop = asyncio.get_running_loop()
         with self._lock:
             if loop not in self._batchers:
-                embeddings = self._embeddings
-                self._batchers[loop] = QueryBatcher(lambda texts: encode_queries(embeddings, texts))
+                self._batchers[loop] = QueryBatcher(self._search_batch, name="kb-search")
             return self._batchers[loop]
 
     @staticmethod
@@ -258,13 +265,38 @@ class KnowledgeBase:
             raise ValueError(f"k must be between 1 and {MAX_K}, got {k}")
         return " ".join(query.split())[:MAX_QUERY_CHARS]
 
-    def _ranked(self, query: str, vector: np.ndarray, k: int) -> list[SearchHit]:
-        """Dense (Chroma) + BM25 candidates for the query and its vector, fused (and reranked when configured)."""
-        dense = self._dense(vector)
-        lexical = self._lexical.search(query, CANDIDATES) if self._lexical else {}
-        # Lexical candidates the dense list missed need their cosine similarity before fusing: one `get`.
-        # Rows deleted since BM25 was built are not found and drop out.
-        rows = {**dense, **self._fetch([chunk_id for chunk_id in lexical if chunk_id not in dense], vector)}
+    def _search_batch(self, queries: list[tuple[str, int]]) -> list[list[SearchHit]]:
+        """The hits of each (cleaned query, k), in order: one `encode` for all, one Chroma `query` with every
+        vector, BM25 per query, one `get` for the lexical-only candidates of all, then fusion per query. A lone
+        `search` is a batch of one, so batched and unbatched results come from the same code."""
+        texts = [query for query, _ in queries]
+        vectors = [np.asarray(vector, dtype=np.float32) for vector in encode_queries(self._embeddings, texts)]
+        dense = self._dense(vectors)
+        index = self._lexical
+        lexical = [index.search(query, CANDIDATES) if index else {} for query in texts]
+        # Lexical candidates a query's dense list missed need their cosine similarity before fusing: one `get`
+        # for the union over the batch. Rows deleted since BM25 was built are not found and drop out.
+        missing = [[c for c in found if c not in near] for found, near in zip(lexical, dense, strict=True)]
+        stored = self._fetch(list(dict.fromkeys(chunk_id for ids in missing for chunk_id in ids)))
+        return [
+            self._ranked(query, vector, k, near, found, {c: stored[c] for c in ids if c in stored})
+            for (query, k), vector, near, found, ids in zip(queries, vectors, dense, lexical, missing, strict=True)
+        ]
+
+    def _ranked(
+        self,
+        query: str,
+        vector: np.ndarray,
+        k: int,
+        dense: dict[str, _Row],
+        lexical: dict[str, float],
+        stored: dict[str, tuple[str, dict[str, Any], np.ndarray]],
+    ) -> list[SearchHit]:
+        """One query's dense rows, BM25 scores and lexical-only rows (with their stored embedding), fused (and
+        reranked when configured)."""
+        rows = {**dense}
+        for chunk_id, (text, meta, embedding) in stored.items():
+            rows[chunk_id] = _Row(chunk_id, text, dict(meta), _cosine(embedding, vector))
         lexical = {chunk_id: score for chunk_id, score in lexical.items() if chunk_id in rows}
         fused = convex_fusion(lexical, {chunk_id: row.similarity for chunk_id, row in rows.items()})
         reranker = self.settings.reranker_model
@@ -277,12 +309,17 @@ class KnowledgeBase:
         return KnowledgeBaseRetriever(knowledge_base=self, k=k or self.settings.retrieval_k)
 
     # -- helpers -------------------------------------------------------------------------------------------
-    def _dense(self, vector: np.ndarray, retry: bool = True) -> dict[str, _Row]:
-        """Nearest chunks by cosine similarity (ordered dict, best first). Always passes the vector:
-        `query_texts` would make Chroma load (and download) its own model."""
+    def _count(self, call: str) -> None:
+        with self._calls_lock:
+            self.chroma_calls[call] += 1
+
+    def _dense(self, vectors: list[np.ndarray], retry: bool = True) -> list[dict[str, _Row]]:
+        """Per vector, the nearest chunks by cosine similarity (ordered dict, best first), from one Chroma
+        `query`. Always passes the vectors: `query_texts` would make Chroma load (and download) its own model."""
+        self._count("query")
         try:
             result = self._collection.query(
-                query_embeddings=[vector.tolist()],
+                query_embeddings=[vector.tolist() for vector in vectors],
                 n_results=CANDIDATES,
                 include=["documents", "metadatas", "distances"],
             )
@@ -290,28 +327,29 @@ class KnowledgeBase:
             if not retry:
                 raise
             self.refresh(force=True)
-            return self._dense(vector, retry=False)
-        rows: dict[str, _Row] = {}
-        for row_id, text, meta, distance in zip(
-            result["ids"][0], result["documents"][0], result["metadatas"][0], result["distances"][0], strict=True
+            return self._dense(vectors, retry=False)
+        lists: list[dict[str, _Row]] = []
+        for ids, texts, metas, distances in zip(
+            result["ids"], result["documents"] or [], result["metadatas"] or [], result["distances"] or [], strict=True
         ):
-            rows.setdefault(row_id, _Row(row_id, text or "", dict(meta or {}), 1.0 - float(distance)))
-        return rows
+            rows: dict[str, _Row] = {}
+            for row_id, text, meta, distance in zip(ids, texts, metas, distances, strict=True):
+                rows.setdefault(row_id, _Row(row_id, text or "", dict(meta or {}), 1.0 - float(distance)))
+            lists.append(rows)
+        return lists
 
-    def _fetch(self, ids: list[str], vector: np.ndarray) -> dict[str, _Row]:
-        """Rows that only BM25 found, with their cosine similarity computed from the stored embeddings (which
-        ingestion normalised, as the query is: the same value Chroma's cosine distance gives)."""
+    def _fetch(self, ids: list[str]) -> dict[str, tuple[str, dict[str, Any], np.ndarray]]:
+        """Rows that only BM25 found: id → (text, metadata, stored embedding), from one `get`."""
         if not ids:
             return {}
+        self._count("get")
         result = self._collection.get(ids=ids, include=["documents", "metadatas", "embeddings"])
-        rows = {}
-        for row_id, text, meta, embedding in zip(
-            result["ids"], result["documents"], result["metadatas"], result["embeddings"], strict=True
-        ):
-            stored = np.asarray(embedding, dtype=np.float32)
-            similarity = float(stored @ vector / (np.linalg.norm(stored) * np.linalg.norm(vector) or 1.0))
-            rows[row_id] = _Row(row_id, text or "", dict(meta or {}), similarity)
-        return rows
+        return {
+            row_id: (text or "", dict(meta or {}), np.asarray(embedding, dtype=np.float32))
+            for row_id, text, meta, embedding in zip(
+                result["ids"], result["documents"], result["metadatas"], result["embeddings"], strict=True
+            )
+        }
 
     @staticmethod
     def _indexed(row: _Row) -> str:
