@@ -19,6 +19,13 @@ RATE_LIMITED = Counter("rate_limited_requests_total", "Requests refused with 429
 WEBHOOK = Counter("ticket_webhook_deliveries_total", "Ticket webhook deliveries", ["result"])
 # Analytics (api/analytics.py): turns or ratings that could not be counted (each is logged; the turn goes on)
 ANALYTICS_FAILURES = Counter("analytics_record_failures_total", "Analytics updates that failed", ["kind"])
+# The event loop (api/loop_lag.py): how late a task sleeping 0.25 s woke up; a blocked loop delays every request
+LAG_BUCKETS_MS = (0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 150, 200, 300, 500, 750, 1000, 2000, 5000)
+EVENT_LOOP_LAG = Histogram(
+    "event_loop_lag_seconds",
+    "How much later than asked the event loop woke a sleeping probe task",
+    buckets=tuple(ms / 1000 for ms in LAG_BUCKETS_MS),  # fine from 1 ms to 1 s
+)
 
 # Chat streams (api/chat.py)
 FIRST_TOKEN_SECONDS = Histogram(

@@ -8,6 +8,8 @@ plus the web pages (`api/frontend.py`), the help pages (`api/help.py`) and LangS
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -27,6 +29,7 @@ from api import verified as verified_answers
 from api.deps import Services
 from api.errors import add_error_handlers
 from api.limits import RateLimits
+from api.loop_lag import watch_loop_lag
 from api.security import MAX_BODY_BYTES, SecurityHeadersMiddleware
 from graph.checkpointer import make_checkpointer
 from graph.configuration import build_context
@@ -71,9 +74,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.services = state
         state.spawn(_warm_knowledge_base(state))
+        # event_loop_lag_seconds on /metrics; awaited when cancelled, so no task is left pending as the loop closes
+        app.state.loop_lag_probe = probe = asyncio.create_task(watch_loop_lag(), name="event-loop-lag-probe")
         try:
             yield
         finally:
+            probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await probe
             for task in list(state.background):
                 task.cancel()
             await redis.aclose()
