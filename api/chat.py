@@ -38,6 +38,7 @@ from api.after_turn import record_turn
 from api.deps import Services, services
 from api.limits import client_ip
 from graph.turns import Turn
+from graph.turns import store_lost as store_lost_turn
 from tools.injection import sanitize_input
 
 log = logging.getLogger(__name__)
@@ -74,8 +75,16 @@ def message_problem(value: str, limit: int | None = None) -> str | None:
     return None
 
 
-def sse(event: str, data: dict[str, Any], event_id: str | None = None) -> ServerSentEvent:
-    return ServerSentEvent(data=json.dumps(data, ensure_ascii=False), event=event, id=event_id or None)
+def sse(event: str, data: dict[str, Any], event_id: str | None = None) -> bytes:
+    return frame(event, json.dumps(data, ensure_ascii=False), event_id)
+
+
+def frame(event: str, payload: str, event_id: str | None = None) -> bytes:
+    """One SSE frame, byte for byte what sse-starlette's `ServerSentEvent(data=payload, event=event, id=event_id)
+    .encode()` writes, built without its per-field regexes: `payload` is json.dumps output (never a raw line break:
+    JSON escapes them) and ids and event names are ours (no line breaks either)."""
+    head = f"id: {event_id}\r\nevent: {event}\r\n" if event_id else f"event: {event}\r\n"
+    return f"{head}data: {payload}\r\n\r\n".encode()
 
 
 _END = object()
@@ -131,7 +140,7 @@ class Answer:
         self.writer = answer_stream.AnswerWriter(
             state.redis, self.answer_id, state.settings.chat_lock_seconds, self.stop
         )
-        self.published: list[tuple[str, str, dict[str, Any]]] = []
+        self.published: list[bytes] = []  # the SSE frames sent so far, each encoded once (Answer.publish)
         self.listeners: list[asyncio.Queue[Any]] = []
         self.task: asyncio.Task[None] | None = None
         self.finished = False
@@ -147,7 +156,9 @@ class Answer:
             self.task.cancel()
 
     def publish(self, name: str, data: dict[str, Any]) -> None:
-        item = (self.writer.add(name, data), name, data)
+        """Serialise the event once: the same JSON goes to the Redis stream and into the SSE frame."""
+        payload = json.dumps(data, ensure_ascii=False)
+        item = frame(name, payload, self.writer.add(name, payload))
         self.published.append(item)
         for queue in self.listeners:
             queue.put_nowait(item)
@@ -157,7 +168,8 @@ class Answer:
         ended = False
         heartbeat: asyncio.Task[None] | None = None
         try:
-            await self.writer.begin(self.turn.session_id, self.state.settings.session_ttl_seconds)
+            question = sanitize_input(self.turn.message)  # as guard_input stores it
+            await self.writer.begin(self.turn.session_id, self.state.settings.session_ttl_seconds, question)
             heartbeat = asyncio.create_task(self.writer.heartbeat())
             async with contextlib.aclosing(public_events(self.state, self.turn, self.lock, self.clock)) as events:
                 async for name, data in events:
@@ -193,8 +205,10 @@ class Answer:
                 await release(self.lock)  # when writing the stream failed before the turn began
                 RUNNING.pop(self.answer_id, None)
 
-    async def events(self) -> AsyncIterator[ServerSentEvent]:
-        """This connection's view: everything published so far, then live. Leaving does not stop the answer."""
+    async def events(self) -> AsyncIterator[bytes]:
+        """This connection's view: everything published so far, then live. Leaving does not stop the answer.
+        Frames already waiting when the connection is ready go out as one write (the same bytes on the wire): a
+        busy process sends a backlog in one ASGI message instead of one per token."""
         if self.task is None:
             self.start()
         queue: asyncio.Queue[Any] = asyncio.Queue()
@@ -205,9 +219,14 @@ class Answer:
         self.listeners.append(queue)
         self.writer.reading(+1)
         try:
-            while (item := await queue.get()) is not None:
-                event_id, name, data = item
-                yield sse(name, data, event_id)
+            item = await queue.get()
+            while item is not None:
+                frames = [item]
+                while not queue.empty() and (item := queue.get_nowait()) is not None:
+                    frames.append(item)
+                yield frames[0] if len(frames) == 1 else b"".join(frames)
+                if item is not None:
+                    item = await queue.get()
         finally:
             self.listeners.remove(queue)
             self.writer.reading(-1)
@@ -276,6 +295,15 @@ async def release(lock: Any) -> None:
         pass
 
 
+class Ping(ServerSentEvent):
+    """The keep-alive: one comment line and no blank line after it. sse-starlette's own ping ends with a blank line,
+    which httpx-sse (after an event with an `id:`) reads as an empty event — so a ping that falls after `done` made
+    the stream seem to end without it. A lone comment line dispatches nothing in any SSE parser."""
+
+    def encode(self) -> bytes:
+        return b": ping\r\n"
+
+
 @router.post("/chat", response_class=EventSourceResponse)
 async def chat(request: Request, body: ChatRequest) -> EventSourceResponse:
     """Answer one message as a stream. 409 while another answer streams in the same session; 429 over a limit."""
@@ -299,7 +327,10 @@ async def chat(request: Request, body: ChatRequest) -> EventSourceResponse:
     )
     answer = Answer(state, turn, lock, clock)
     return EventSourceResponse(
-        answer.events(), ping=settings.sse_ping_seconds, background=BackgroundTask(answer.release_unless_started)
+        answer.events(),
+        ping=settings.sse_ping_seconds,
+        ping_message_factory=Ping,
+        background=BackgroundTask(answer.release_unless_started),
     )
 
 
@@ -327,18 +358,22 @@ async def resume(
     if not answer_stream.is_event_id(after):
         raise HTTPException(422, "Last-Event-ID must be an event id this stream sent, such as 0-12.")
     await _owned_answer(request, answer_id, session_id)
-    redis = services(request).redis
+    session_id = session_id or request.headers.get("x-session-id") or ""
+    state = services(request)
 
-    async def events() -> AsyncIterator[ServerSentEvent]:
-        async for event_id, name, data in answer_stream.follow(redis, answer_id, after):
+    async def store_lost(question: str, text: str, sources: list[Any]) -> None:
+        await store_lost_turn(state.graph, session_id, question, text, sources)
+
+    async def events() -> AsyncIterator[bytes]:
+        async for event_id, name, data in answer_stream.follow(state.redis, answer_id, after, store_lost):
             yield sse(name, data, event_id)
 
-    return EventSourceResponse(events(), ping=services(request).settings.sse_ping_seconds)
+    return EventSourceResponse(events(), ping=state.settings.sse_ping_seconds, ping_message_factory=Ping)
 
 
 @router.post("/chat/stream/{answer_id}/stop", status_code=202)
 async def stop_answer(request: Request, answer_id: str, session_id: str | None = Query(default=None)) -> dict[str, Any]:
-    """Stop an answer (the page's Stop button) wherever it runs: it ends at its next event, stored interrupted."""
+    """Stop an answer (the page's Stop button) wherever it runs: at its next event or heartbeat, stored interrupted."""
     await _owned_answer(request, answer_id, session_id)
     await answer_stream.request_stop(services(request).redis, answer_id)
     if (local := RUNNING.get(answer_id)) is not None:

@@ -185,6 +185,8 @@ async def one_stream(client, side: Side, index: int) -> Stream:  # type: ignore[
                 result.error = f"HTTP {source.response.status_code}"
                 return result
             async for event in source.aiter_sse():
+                if not event.data:  # not an event (SSE spec): httpx-sse yields a `: ping` after an `id:` as one
+                    continue
                 received = time.time_ns()
                 complete = side.finished(event)
                 text = side.text(event)

@@ -25,6 +25,7 @@ the cost is about one token of delay. Text inside code spans and fenced blocks i
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -72,8 +73,7 @@ class AnswerCheck:
     def __post_init__(self) -> None:
         self._valid = {int(s["n"]) for s in self.sources}
         self._hosts = {h for s in self.sources if (h := host_of(str(s.get("url", ""))))}
-        words = _WORD.findall(self.system_prompt.lower())
-        self._prompt_runs = {tuple(words[i : i + n]) for n in range(1, ECHO_WORDS + 1) for i in range(len(words))}
+        self._prompt_runs = _prompt_runs(self.system_prompt)
 
     # ------------------------------------------------------------------------------------------------ public
 
@@ -235,6 +235,14 @@ class AnswerCheck:
             return trimmed + rest
         self.fired.append("foreign_link")
         return f"`{trimmed}`{rest}"
+
+
+@functools.lru_cache(maxsize=8)
+def _prompt_runs(system_prompt: str) -> frozenset[tuple[str, ...]]:
+    """Every run of 1..ECHO_WORDS consecutive words of the instructions. The same instructions serve every turn,
+    so this is built once per text, not once per answer (it was a visible per-turn cost under load)."""
+    words = _WORD.findall(system_prompt.lower())
+    return frozenset(tuple(words[i : i + n]) for n in range(1, ECHO_WORDS + 1) for i in range(len(words)))
 
 
 def _last(matches: Iterable[re.Match[str]]) -> re.Match[str] | None:

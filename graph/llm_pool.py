@@ -10,8 +10,11 @@ Requests without a session (the injection classifier) and LLM_ROUTING=least_busy
 the fewest requests in flight (ties: round robin).
 
 Either way: a failure before the first token — connection refused, timeout, 5xx — marks the instance down for a
-while and the request moves to the next one, so the customer never notices. After the first token a failure is
-the caller's (the answer node sends the fallback text). A down instance is tried again once its cool-down passed.
+while and the request moves to the next one, so the customer never notices. A dropped connection (not a timeout)
+is first tried once more on the same instance: under a burst it is mostly a pooled keep-alive connection that the
+server closed as idle just as the request went out on it, no fault of the instance (`reconnect`). After the first
+token a failure is the caller's (the answer node sends the fallback text). A down instance is tried again once its
+cool-down passed.
 
 Upstream, each request carries LLM_SESSION_HEADER (X-Session-ID) so that a fleet router in front of the servers
 can route on it too. Its value is an HMAC of the session id, never the id itself: the session id authorises
@@ -74,6 +77,27 @@ def session_key(secret: bytes, session: str) -> str:
     return hmac.new(secret, session.encode(), hashlib.sha256).hexdigest()[:32]
 
 
+def describe(error: BaseException) -> str:
+    """The error and what caused it: openai says only "Connection error." and keeps the httpx error as the cause."""
+    parts: list[str] = []
+    current: BaseException | None = error
+    while current is not None and len(parts) < 4:
+        parts.append(f"{type(current).__name__}: {current}")
+        current = current.__cause__ or current.__context__
+    return " <- ".join(parts)
+
+
+def reconnect(error: BaseException) -> bool:
+    """Worth one more attempt on the same instance at once: the connection failed, but not by a timeout. Under a
+    burst the usual cause is a pooled keep-alive connection the server closed as idle just as the request went
+    out on it (openai's "Connection error." from a ReadError, connection reset, or "Server disconnected without
+    sending a response"); the next attempt gets another connection. Not the instance's fault, so not marked down.
+    A timeout is not retried: it would double the wait on a server that hangs."""
+    return isinstance(error, openai.APIConnectionError | ConnectionError) and not isinstance(
+        error, openai.APITimeoutError
+    )
+
+
 class LLMPool:
     def __init__(
         self,
@@ -132,30 +156,42 @@ class LLMPool:
         headers = self.upstream_headers(session)
         extra: dict[str, Any] = {"extra_headers": headers} if headers else {}
         for instance in order:
-            instance.in_flight += 1
-            try:
-                # aclosing: a client that goes away closes the upstream request at once, not at garbage collection
-                async with contextlib.aclosing(instance.model.astream(messages, config, **extra)) as stream:
-                    try:
-                        first = await anext(stream)
-                    except StopAsyncIteration:
+            for attempt in range(2):  # a second one only after a dropped connection (`reconnect`)
+                instance.in_flight += 1
+                try:
+                    # aclosing: a client that goes away closes the upstream request at once, not at garbage collection
+                    async with contextlib.aclosing(instance.model.astream(messages, config, **extra)) as stream:
+                        try:
+                            first = await anext(stream)
+                        except StopAsyncIteration:
+                            return
+                        except FAILOVER_ERRORS as error:
+                            if attempt == 0 and reconnect(error):
+                                log.info(
+                                    "LLM instance %s dropped the connection (%s); once more",
+                                    instance.url,
+                                    describe(error),
+                                )
+                                continue
+                            instance.down_until = time.monotonic() + self.cool_down
+                            instance.last_error = describe(error)
+                            errors.append(f"{instance.url}: {instance.last_error}")
+                            log.warning(
+                                "LLM instance %s failed before its first token (%s); trying the next",
+                                instance.url,
+                                instance.last_error,
+                            )
+                            break
+                        instance.down_until, instance.last_error = 0.0, None
+                        instance.served += 1
+                        if preferred is not None and instance is not preferred:
+                            instance.spilled += 1
+                        yield first  # type: ignore[misc]
+                        async for chunk in stream:
+                            yield chunk  # type: ignore[misc]
                         return
-                    except FAILOVER_ERRORS as error:
-                        instance.down_until = time.monotonic() + self.cool_down
-                        instance.last_error = f"{type(error).__name__}: {error}"
-                        errors.append(f"{instance.url}: {instance.last_error}")
-                        log.warning("LLM instance %s failed before its first token; trying the next", instance.url)
-                        continue
-                    instance.down_until, instance.last_error = 0.0, None
-                    instance.served += 1
-                    if preferred is not None and instance is not preferred:
-                        instance.spilled += 1
-                    yield first  # type: ignore[misc]
-                    async for chunk in stream:
-                        yield chunk  # type: ignore[misc]
-                    return
-            finally:
-                instance.in_flight -= 1
+                finally:
+                    instance.in_flight -= 1
         raise AllInstancesDown("; ".join(errors) or "no LLM instance configured")
 
     def status(self) -> list[dict[str, Any]]:

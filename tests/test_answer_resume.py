@@ -194,6 +194,30 @@ def test_stop_on_another_process_ends_the_answer_stored_interrupted(
     assert reply is not None and reply["interrupted"] is True and len(reply["content"]) < len(LONG_ANSWER) / 2
 
 
+def test_a_stop_from_another_process_acts_while_the_model_still_reads_its_prompt(
+    first_app: AppProcess, second_app: AppProcess, llm: ScriptedLLM
+) -> None:
+    """No event is written while a local model reads a long prompt: the stop is read with the heartbeat, so the
+    answer ends within seconds instead of at its first token, 20 s later (the scripted stand-in's pause)."""
+    llm.script(LONG_ANSWER, delay=0.1, first_delay=20)
+    with httpx.Client(base_url=first_app.url, timeout=60) as client:
+        body = {"message": QUESTION, "session_id": None}
+        with connect_sse(client, "POST", "/chat", json=body) as source:
+            events: list[Event] = []
+            for event in source.iter_sse():
+                if event.data:
+                    events.append((event.id, event.event, json.loads(event.data)))
+                if event.event == "sources":  # retrieval is done: the turn now waits for the model's first token
+                    session = _session(events)
+                    url = f"/chat/stream/{session['answer_id']}/stop?session_id={session['session_id']}"
+                    asked = time.monotonic()
+                    assert httpx.post(second_app.url + url, timeout=30).status_code == 202
+                if event.event == "done":
+                    break
+    assert time.monotonic() - asked < 10  # HEARTBEAT_SECONDS is 2
+    assert _tokens(events) == "" and _done(events)["interrupted"] is True
+
+
 def test_an_answer_nobody_reads_stops_after_the_grace_period(first_app: AppProcess, llm: ScriptedLLM) -> None:
     """RESUME_GRACE_SECONDS (10 s) without any reader: the turn stops, the LLM is freed, the part is stored."""
     llm.script(LONG_ANSWER, delay=0.1)

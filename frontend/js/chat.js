@@ -108,7 +108,8 @@ export class Chat {
 
   /**
    * Stream an answer into `view`: `start(signal)` yields its events. A connection that drops mid-answer is
-   * resumed from the last event seen (the server keeps the answer running), RESUME_ATTEMPTS times at most.
+   * resumed from the last event seen (the server keeps the answer running), RESUME_ATTEMPTS times in a row at
+   * most: a resume that delivers an event gives a later drop all its attempts again.
    */
   async run(view, start, { question, escalate = false, answerId = null }) {
     const text = question;
@@ -121,9 +122,10 @@ export class Chat {
     this.setStreaming(true);
     try {
       let stream = start(signal);
-      for (let attempt = 1; ; attempt++) {
+      for (let failures = 0; ; ) {
         try {
           for await (const { event, data, id } of stream) {
+            failures = 0;
             if (id) progress.lastId = id;
             if (event === "session" && data.answer_id) {
               progress.answerId = data.answer_id;
@@ -135,8 +137,9 @@ export class Chat {
           break;
         } catch (error) {
           const dropped = error instanceof ApiError && (error.kind === "cut" || error.kind === "network");
-          if (!dropped || !progress.answerId || attempt > RESUME_ATTEMPTS || signal.aborted) throw error;
-          await new Promise((resolve) => setTimeout(resolve, 500 * attempt));
+          failures += 1;
+          if (!dropped || !progress.answerId || failures > RESUME_ATTEMPTS || signal.aborted) throw error;
+          await new Promise((resolve) => setTimeout(resolve, 500 * failures));
           if (signal.aborted) throw new DOMException("Stopped", "AbortError");
           const { answerId: id, lastId } = progress;
           stream = resumeAnswer({ answerId: id, sessionId: this.sessionId, lastEventId: lastId, signal });

@@ -1,4 +1,4 @@
-"""Several real app processes behind Debian's nginx running the shipped deploy/nginx.conf (tests/helpers/proxy.py),
+"""Several real app processes behind Debian's nginx running the shipped deploy/nginx.conf (launcher/proxy.py),
 all on one Redis server and one Chroma server, as compose.yaml runs its replicas.
 
     with run_cluster(work, env, replicas=3) as cluster:

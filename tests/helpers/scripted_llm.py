@@ -13,7 +13,9 @@ and retrieval, checks, storage and logging run as in production.
         llm.requests[-1]["messages"]         # the prompt the app sent
 
 `script(text, die_after_chunks=n)` sends n content chunks, then drops the connection without ending the
-chunked body — what the app sees when the model server dies mid-answer.
+chunked body — what the app sees when the model server dies mid-answer. `reset_reused(n)`: the next n requests
+that arrive on a kept-alive connection are answered with a TCP reset — what a client sees when the server closes
+an idle connection just as the client sends a request on it.
 Served: `GET /v1/models`, `POST /v1/chat/completions` (streaming, and non-streaming for completeness).
 """
 
@@ -23,6 +25,7 @@ import contextlib
 import json
 import re
 import socket
+import struct
 import threading
 import time
 import uuid
@@ -40,6 +43,7 @@ class Script:
     die_after_chunks: int | None = None
     chunk_words: int = 1
     delay: float = 0.02  # seconds between chunks, so that streaming is observable
+    first_delay: float = 0.0  # seconds before the first piece: a local model reading a long prompt
 
 
 def split_chunks(text: str, words: int = 1) -> list[str]:
@@ -57,13 +61,34 @@ class ScriptedLLM:
         self.headers: list[dict[str, str]] = []  # each request's HTTP headers, in the same order
         self._script = Script("This is a scripted answer.")
         self._lock = threading.Lock()
+        self._resets = 0  # requests on a reused connection still to answer with a reset (`reset_reused`)
+        self.resets_sent = 0
 
     def script(
-        self, text: str, *, die_after_chunks: int | None = None, chunk_words: int = 1, delay: float = 0.02
+        self,
+        text: str,
+        *,
+        die_after_chunks: int | None = None,
+        chunk_words: int = 1,
+        delay: float = 0.02,
+        first_delay: float = 0.0,
     ) -> None:
         """What every completion replies from now on (until the next call)."""
         with self._lock:
-            self._script = Script(text, die_after_chunks, chunk_words, delay)
+            self._script = Script(text, die_after_chunks, chunk_words, delay, first_delay)
+
+    def reset_reused(self, requests: int = 1) -> None:
+        """Answer the next `requests` requests that come on an already used keep-alive connection with a reset."""
+        with self._lock:
+            self._resets = requests
+
+    def take_reset(self) -> bool:
+        with self._lock:
+            if self._resets <= 0:
+                return False
+            self._resets -= 1
+            self.resets_sent += 1
+            return True
 
     @property
     def current(self) -> Script:
@@ -134,6 +159,10 @@ def _handler(llm: ScriptedLLM) -> type[BaseHTTPRequestHandler]:
             if self.path.rstrip("/") not in ("/v1/chat/completions", "/chat/completions"):
                 self._json(404, {"error": {"message": f"no route {self.path}"}})
                 return
+            served, self.served = getattr(self, "served", 0), getattr(self, "served", 0) + 1  # on this connection
+            if served and llm.take_reset():
+                self._reset()
+                return
             llm.record(body, dict(self.headers))
             script = llm.current
             if body.get("stream"):
@@ -170,6 +199,7 @@ def _handler(llm: ScriptedLLM) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             completion_id = f"chatcmpl-{uuid.uuid4().hex[:12]}"
             self._send(_chunk(completion_id, {"role": "assistant", "content": ""}))
+            time.sleep(script.first_delay)
             for i, piece in enumerate(split_chunks(script.text, script.chunk_words)):
                 if script.die_after_chunks is not None and i >= script.die_after_chunks:
                     self._die()
@@ -186,6 +216,13 @@ def _handler(llm: ScriptedLLM) -> type[BaseHTTPRequestHandler]:
             self._send("[DONE]")
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
+
+        def _reset(self) -> None:
+            """Close with a TCP reset (SO_LINGER 0), no response: an idle connection closed by the server."""
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.connection.close()
 
         def _die(self) -> None:
             """Drop the connection mid-body: no finish chunk, no [DONE], no closing zero-length chunk."""
