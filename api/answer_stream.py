@@ -133,16 +133,13 @@ class AnswerWriter:
         local model reads its prompt before the first token."""
         while True:
             await asyncio.sleep(HEARTBEAT_SECONDS)
-            unread = self._unread()
             pipe = self.redis.pipeline(transaction=False).set(alive_key(self.answer_id), "1", ex=ALIVE_SECONDS)
-            pipe.get(stop_key(self.answer_id))
-            if unread:
-                pipe.exists(watch_key(self.answer_id))
+            unread = self._queue_checks(pipe)
             try:
                 replies = await pipe.execute()
             except RedisError:
                 continue
-            await self._act(replies[2] if unread else None, unread, replies[1])
+            await self._act(replies, unread)
 
     def reading(self, delta: int) -> None:
         self.readers += delta
@@ -156,16 +153,13 @@ class AnswerWriter:
             batch, self.pending = self.pending, []
             key = stream_key(self.answer_id)
             now = time.monotonic()
-            unread = self._unread()
             refresh = now >= self.expires_at
             pipe = self.redis.pipeline(transaction=False)
             for event_id, name, data in batch:
                 pipe.xadd(key, {"e": name, "d": data}, id=event_id, maxlen=MAXLEN, approximate=True)
             if refresh:
                 pipe.expire(key, self.running_ttl)
-            pipe.get(stop_key(self.answer_id))
-            if unread:
-                pipe.exists(watch_key(self.answer_id))
+            unread = self._queue_checks(pipe)
             try:
                 replies = await pipe.execute()
             except RedisError:
@@ -173,15 +167,21 @@ class AnswerWriter:
                 continue
             if refresh:
                 self.expires_at = now + EXPIRE_EVERY_SECONDS
-            stopped, watched = (replies[-2], replies[-1]) if unread else (replies[-1], None)
-            await self._act(watched, unread, stopped)
+            await self._act(replies, unread)
 
-    def _unread(self) -> bool:
-        """Nobody on this process has read the answer for RESUME_GRACE_SECONDS (a resume elsewhere may be)."""
-        return self.unread_since is not None and time.monotonic() - self.unread_since > RESUME_GRACE_SECONDS
+    def _queue_checks(self, pipe: Any) -> bool:
+        """Put the stop check last in `pipe`, and after it the watch check once nobody on this process has read the
+        answer for RESUME_GRACE_SECONDS (a resume elsewhere may be); True when the watch check is in."""
+        unread = self.unread_since is not None and time.monotonic() - self.unread_since > RESUME_GRACE_SECONDS
+        pipe.get(stop_key(self.answer_id))
+        if unread:
+            pipe.exists(watch_key(self.answer_id))
+        return unread
 
-    async def _act(self, watched: Any, unread: bool, stopped: str | None) -> None:
-        """Stop the answer when asked to (`stop` key) or when nobody anywhere reads it; an erase also drops it."""
+    async def _act(self, replies: list[Any], unread: bool) -> None:
+        """On the replies of `_queue_checks`: stop the answer when asked to (`stop` key) or when nobody anywhere
+        reads it; an erase also drops its stream."""
+        stopped, watched = (replies[-2], replies[-1]) if unread else (replies[-1], None)
         if stopped == "erase" and not self.erased:
             self.erased = True
             with contextlib.suppress(RedisError):
