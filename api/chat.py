@@ -29,7 +29,7 @@ import anyio
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, Field, field_validator
 from redis.exceptions import LockError
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette import EventSourceResponse
 from starlette.background import BackgroundTask
 
 import metrics
@@ -37,6 +37,7 @@ from api import answer_stream, sessions
 from api.after_turn import record_turn
 from api.deps import Services, services
 from api.limits import client_ip
+from api.sse import frame, sse, stream
 from graph.turns import Turn
 from graph.turns import store_lost as store_lost_turn
 from tools.injection import sanitize_input
@@ -73,18 +74,6 @@ def message_problem(value: str, limit: int | None = None) -> str | None:
     if limit is not None and len(value) > limit:
         return f"message is too long: {len(value)} characters, the limit is {limit}."
     return None
-
-
-def sse(event: str, data: dict[str, Any], event_id: str | None = None) -> bytes:
-    return frame(event, json.dumps(data, ensure_ascii=False), event_id)
-
-
-def frame(event: str, payload: str, event_id: str | None = None) -> bytes:
-    """One SSE frame, byte for byte what sse-starlette's `ServerSentEvent(data=payload, event=event, id=event_id)
-    .encode()` writes, built without its per-field regexes: `payload` is json.dumps output (never a raw line break:
-    JSON escapes them) and ids and event names are ours (no line breaks either)."""
-    head = f"id: {event_id}\r\nevent: {event}\r\n" if event_id else f"event: {event}\r\n"
-    return f"{head}data: {payload}\r\n\r\n".encode()
 
 
 _END = object()
@@ -219,14 +208,13 @@ class Answer:
         self.listeners.append(queue)
         self.writer.reading(+1)
         try:
-            item = await queue.get()
-            while item is not None:
+            while (item := await queue.get()) is not None:
                 frames = [item]
                 while not queue.empty() and (item := queue.get_nowait()) is not None:
                     frames.append(item)
-                yield frames[0] if len(frames) == 1 else b"".join(frames)
-                if item is not None:
-                    item = await queue.get()
+                yield b"".join(frames)
+                if item is None:  # the end came in the same run
+                    break
         finally:
             self.listeners.remove(queue)
             self.writer.reading(-1)
@@ -295,15 +283,6 @@ async def release(lock: Any) -> None:
         pass
 
 
-class Ping(ServerSentEvent):
-    """The keep-alive: one comment line and no blank line after it. sse-starlette's own ping ends with a blank line,
-    which httpx-sse (after an event with an `id:`) reads as an empty event — so a ping that falls after `done` made
-    the stream seem to end without it. A lone comment line dispatches nothing in any SSE parser."""
-
-    def encode(self) -> bytes:
-        return b": ping\r\n"
-
-
 @router.post("/chat", response_class=EventSourceResponse)
 async def chat(request: Request, body: ChatRequest) -> EventSourceResponse:
     """Answer one message as a stream. 409 while another answer streams in the same session; 429 over a limit."""
@@ -326,12 +305,7 @@ async def chat(request: Request, body: ChatRequest) -> EventSourceResponse:
         state.graph, state.context, session_id=session_id, message=body.message, escalate=body.escalate, client=client
     )
     answer = Answer(state, turn, lock, clock)
-    return EventSourceResponse(
-        answer.events(),
-        ping=settings.sse_ping_seconds,
-        ping_message_factory=Ping,
-        background=BackgroundTask(answer.release_unless_started),
-    )
+    return stream(answer.events(), settings.sse_ping_seconds, background=BackgroundTask(answer.release_unless_started))
 
 
 NO_ANSWER = "No such answer (it may have finished too long ago, or belong to another session)."
@@ -368,7 +342,7 @@ async def resume(
         async for event_id, name, data in answer_stream.follow(state.redis, answer_id, after, store_lost):
             yield sse(name, data, event_id)
 
-    return EventSourceResponse(events(), ping=state.settings.sse_ping_seconds, ping_message_factory=Ping)
+    return stream(events(), state.settings.sse_ping_seconds)
 
 
 @router.post("/chat/stream/{answer_id}/stop", status_code=202)

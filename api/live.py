@@ -21,7 +21,7 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, R
 from pydantic import BaseModel, Field, field_validator
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from api import sessions
+from api import sessions, sse
 from api.chat import release
 from api.deps import Services, ServicesDep
 from api.security import require_admin
@@ -281,7 +281,7 @@ async def events_response(
     async def alive() -> bool:
         return await sessions.known(state.redis, session_id)
 
-    return EventSourceResponse(stream(request, live, session_id, start, alive), ping=state.settings.sse_ping_seconds)
+    return sse.stream(stream(request, live, session_id, start, alive), state.settings.sse_ping_seconds)
 
 
 # ----------------------------------------------------------------------------------------------- customer

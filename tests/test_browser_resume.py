@@ -28,7 +28,7 @@ import httpx
 import pytest
 
 from helpers.app_process import AppProcess
-from helpers.browser import needs_chromium, open_page, poll, send
+from helpers.browser import needs_chromium, open_page, poll, record_streams, send
 from helpers.proxy import Proxy, run_proxy
 from helpers.scripted_llm import ScriptedLLM, scripted_llm
 from helpers.wait import eventually
@@ -41,28 +41,8 @@ SHORT_ANSWER = "The reset link expires after 30 minutes [1]."
 Event = tuple[str, str, dict[str, Any]]  # (id, name, data)
 CHAT_JS = Path(__file__).resolve().parents[1] / "frontend" / "js" / "chat.js"
 
-# Every /chat and /chat/stream response the page reads, copied into `window.__streams` as {url, text, ended};
-# the page reads its own branch of the body as usual. As an init script it is not subject to the page's CSP.
-RECORD_STREAMS = """(() => {
-    window.__streams = [];
-    const fetch = window.fetch;
-    window.fetch = async (url, options = {}) => {
-        const response = await fetch(url, options);
-        if (!/\\/chat(\\/stream\\/[^/]+)?(\\?|$)/.test(String(url)) || !response.body) return response;
-        const record = { url: String(url), text: '', ended: false };
-        window.__streams.push(record);
-        const [mine, theirs] = response.body.tee();
-        (async () => {
-            const reader = mine.pipeThrough(new TextDecoderStream()).getReader();
-            for (;;) {
-                const { value, done } = await reader.read();
-                if (done) break;
-                record.text += value;
-            }
-        })().catch(() => {}).finally(() => { record.ended = true; });
-        return new Response(theirs, { status: response.status, headers: response.headers });
-    };
-})()"""
+# Every /chat and /chat/stream response the page reads, copied into `window.__streams`.
+RECORD_STREAMS = record_streams("__streams", r"\/chat(\/stream\/[^/]+)?(\?|$)")
 
 ANSWER_DONE = "document.querySelectorAll('.msg.bot').length >= {n} && !document.querySelector('.msg.bot.streaming')"
 SHOWN = "[...document.querySelectorAll('.msg.bot .md')].map((n) => n.innerText)"

@@ -1,4 +1,4 @@
-"""api/chat.py builds each SSE frame itself (once per event, shared by every live connection): the bytes must be
+"""api/sse.py builds each SSE frame itself (once per event, shared by every live connection): the bytes must be
 exactly what sse-starlette's ServerSentEvent writes, which the page's parser and the resume ids rely on."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import json
 import pytest
 from sse_starlette import ServerSentEvent
 
-from api.chat import frame, sse
+from api.sse import frame, sse
 
 DATA = [
     {"text": " word"},

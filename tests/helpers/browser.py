@@ -93,16 +93,18 @@ def session_id(page) -> str | None:  # type: ignore[no-untyped-def]
     return page.evaluate(f"localStorage.getItem({SESSION_KEY!r})")
 
 
-# A copy of each POST /chat — its body as sent and its whole event stream as received — in `window.__chats`
-# ({body, text, ended}); the page reads its own copy as usual. As an init script it is not subject to the CSP.
-RECORD_CHATS = """(() => {
-    window.__chats = [];
+def record_streams(target: str, url_pattern: str) -> str:
+    """An init script that keeps a copy of each response whose URL matches the JS regex `url_pattern` — its
+    request body as sent and its whole body as received — in `window[target]` as {url, body, text, ended}; the
+    page reads its own copy as usual. As an init script it is not subject to the CSP."""
+    return """(() => {
+    window.TARGET = [];
     const fetch = window.fetch;
     window.fetch = async (url, options = {}) => {
         const response = await fetch(url, options);
-        if (!String(url).endsWith('/chat') || !response.body) return response;
-        const record = { body: JSON.parse(options.body || 'null'), text: '', ended: false };
-        window.__chats.push(record);
+        if (!/PATTERN/.test(String(url)) || !response.body) return response;
+        const record = { url: String(url), body: JSON.parse(options.body || 'null'), text: '', ended: false };
+        window.TARGET.push(record);
         const [mine, theirs] = response.body.tee();
         (async () => {
             const reader = mine.pipeThrough(new TextDecoderStream()).getReader();
@@ -114,7 +116,10 @@ RECORD_CHATS = """(() => {
         })().catch(() => {}).finally(() => { record.ended = true; });
         return new Response(theirs, { status: response.status, headers: response.headers });
     };
-})()"""
+})()""".replace("TARGET", target).replace("PATTERN", url_pattern)
+
+
+RECORD_CHATS = record_streams("__chats", r"\/chat$")  # each POST /chat and its event stream
 
 
 def parse_sse(raw: str) -> list[tuple[str, dict[str, Any]]]:
