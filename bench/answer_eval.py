@@ -179,6 +179,28 @@ def off_topic_summary(questions: list[dict[str, Any]], answers: list[dict[str, A
         out.write_text(json.dumps(records, indent=1, ensure_ascii=False))
 
 
+def regrade(questions: list[dict[str, Any]], answers: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    """Grades stored answers: hand grades (`--grades`) or a judge endpoint, without asking again."""
+    by_id = {q["id"]: q for q in questions}
+    hand = json.loads(args.grades.read_text()) if args.grades else None
+    results = []
+    with httpx.Client(base_url=args.judge_url or "http://127.0.0.1:1") as judge_client:
+        for item in answers:
+            question = by_id[item["id"]]
+            if hand is not None:
+                verdict = hand.get(item["id"], "UNGRADED")
+            else:
+                verdict = judge(
+                    judge_client, args.judge_model, question["question"], question["correct_answer"], item["answer"]
+                )
+            results.append(grade(item, question, verdict))
+    source = f"hand grades from {args.grades}" if hand is not None else f"{args.judge_model} at {args.judge_url}"
+    print(f"{len(results)} stored answers from {args.answers}; verdicts: {source}")
+    print("\n".join(["", "answer quality (95 % bootstrap intervals over questions)", *summary(results)]))
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=1, ensure_ascii=False))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--limit", type=int, help="only the first N questions")
@@ -187,12 +209,23 @@ def main() -> None:
     parser.add_argument("--judge-model", default="judge", help="model name sent to the judge")
     parser.add_argument("--out", type=Path, help="write every question's record as JSON here")
     parser.add_argument("--prompt-tokens", type=int, help="LLM_PROMPT_TOKENS for the app (default: the preset's)")
-    parser.add_argument("--off-topic", action="store_true", help="ask bench/off_topic_questions.txt, count answers")
+    parser.add_argument("--off-topic", action="store_true", help="ask off-topic questions, count answers")
+    parser.add_argument(
+        "--questions", type=Path, default=ROOT / "bench" / "off_topic_questions.txt", help="the off-topic questions"
+    )
+    parser.add_argument(
+        "--grades",
+        type=Path,
+        help="verdicts given by hand (JSON: question id → CORRECT/PARTIAL/WRONG) instead of a judge",
+    )
+    parser.add_argument("--answers", type=Path, help="grade the answers stored by an earlier --out run (no services)")
     args = parser.parse_args()
 
     docs, questions = load_eval()
+    if args.answers:
+        return regrade(questions, json.loads(args.answers.read_text()), args)
     if args.off_topic:
-        lines = (ROOT / "bench" / "off_topic_questions.txt").read_text().splitlines()
+        lines = args.questions.read_text().splitlines()
         questions = [{"id": f"off-{n}", "question": q} for n, q in enumerate(lines) if q.strip() and q[0] != "#"]
     questions = questions[: args.limit] if args.limit else questions
     settings = Settings()
@@ -239,17 +272,23 @@ def main() -> None:
         answers = []
         with httpx.Client(base_url=app.url, timeout=600) as chat:
             for number, question in enumerate(questions, 1):
-                answers.append(ask(chat, question["question"]))
+                answers.append(ask(chat, question["question"]) | {"id": question["id"]})
                 a = answers[-1]
                 print(f"{number:3d} {question['id']} {a['outcome']:9s} first-token={a['first_token_s']}s", flush=True)
+                if args.out:  # kept as it comes: a 100-question run takes most of an hour on the local model
+                    args.out.with_suffix(".answers.json").write_text(json.dumps(answers, indent=1, ensure_ascii=False))
         if args.off_topic:
             return off_topic_summary(questions, answers, args.out)
         results = []
+        hand = json.loads(args.grades.read_text()) if args.grades else None
         with httpx.Client(base_url=judge_url) as judge_client:
             for number, (question, item) in enumerate(zip(questions, answers, strict=True), 1):
-                verdict = judge(
-                    judge_client, args.judge_model, question["question"], question["correct_answer"], item["answer"]
-                )
+                if hand is not None:
+                    verdict = hand.get(question["id"], "UNGRADED")
+                else:
+                    verdict = judge(
+                        judge_client, args.judge_model, question["question"], question["correct_answer"], item["answer"]
+                    )
                 results.append(grade(item, question, verdict))
                 r = results[-1]
                 print(

@@ -259,6 +259,8 @@ def start_llm(
         "False",
         "--interrupt_requests",
         "False",
+        "--flash_attn",  # prompts read ~19 % faster on these CPUs (docs/quality.md, "The time to first token")
+        "True",
         "--model_alias",
         alias,
         *extra_args,
