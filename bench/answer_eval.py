@@ -180,14 +180,15 @@ def off_topic_summary(questions: list[dict[str, Any]], answers: list[dict[str, A
 
 
 def regrade(questions: list[dict[str, Any]], answers: list[dict[str, Any]], args: argparse.Namespace) -> None:
-    """Grades stored answers: hand grades (`--grades`) or a judge endpoint, without asking again."""
+    """Grades stored answers — by hand (`--grades`) or by a judge endpoint — without asking them again."""
     by_id = {q["id"]: q for q in questions}
     hand = json.loads(args.grades.read_text()) if args.grades else None
     results = []
-    with httpx.Client(base_url=args.judge_url or "http://127.0.0.1:1") as judge_client:
+    with ExitStack() as stack:
+        judge_client = None if hand is not None else stack.enter_context(httpx.Client(base_url=args.judge_url))
         for item in answers:
             question = by_id[item["id"]]
-            if hand is not None:
+            if judge_client is None:
                 verdict = hand.get(item["id"], "UNGRADED")
             else:
                 verdict = judge(
@@ -216,10 +217,14 @@ def main() -> None:
     parser.add_argument(
         "--grades",
         type=Path,
-        help="verdicts given by hand (JSON: question id → CORRECT/PARTIAL/WRONG) instead of a judge",
+        help="with --answers: verdicts given by hand (JSON: question id → CORRECT/PARTIAL/WRONG) instead of a judge",
     )
     parser.add_argument("--answers", type=Path, help="grade the answers stored by an earlier --out run (no services)")
     args = parser.parse_args()
+    if args.grades and not args.answers:
+        parser.error("--grades grades stored answers: give the --answers file of an earlier --out run")
+    if args.answers and not (args.grades or args.judge_url):
+        parser.error("--answers needs --grades (hand verdicts) or --judge-url (a judge endpoint)")
 
     docs, questions = load_eval()
     if args.answers:
@@ -280,15 +285,11 @@ def main() -> None:
         if args.off_topic:
             return off_topic_summary(questions, answers, args.out)
         results = []
-        hand = json.loads(args.grades.read_text()) if args.grades else None
         with httpx.Client(base_url=judge_url) as judge_client:
             for number, (question, item) in enumerate(zip(questions, answers, strict=True), 1):
-                if hand is not None:
-                    verdict = hand.get(question["id"], "UNGRADED")
-                else:
-                    verdict = judge(
-                        judge_client, args.judge_model, question["question"], question["correct_answer"], item["answer"]
-                    )
+                verdict = judge(
+                    judge_client, args.judge_model, question["question"], question["correct_answer"], item["answer"]
+                )
                 results.append(grade(item, question, verdict))
                 r = results[-1]
                 print(
