@@ -13,7 +13,9 @@ back only what a check still needs to decide:
   then `qzmfk [1] Title` and the text). The block's key (graph/prompts.py) occurs in no document, so it in the
   output means exactly that: the answer ends before that line, and before a "Sources:" line just above it,
   which is held until the next line shows whether the block follows (`copied` is set; the caller stops the
-  model and keeps the answer);
+  model and keeps the answer). A copy sometimes opens its lines with the rules' name for the key
+  (`CODE [1] Title`, graph/prompts.py KEY_PLACEHOLDER) instead of the key: a line that starts so is a copy too,
+  and a line that may still become one is held;
 - **false promises**: a sentence that mentions a ticket / hand-over, or says I / we / your / our, is held to
   its end; if it claims a ticket or hand-over (graph/guard.py), it is dropped. (A sentence whose first words
   carried no sign of a claim may already be partly shown; only its rest can then be dropped.)
@@ -33,6 +35,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from graph import guard
+from graph.prompts import KEY_PLACEHOLDER
 
 ECHO_WORDS = 8  # this many consecutive words of the system prompt make an echo
 MAX_BRACKET_HOLD = 300  # an unclosed "[" longer than this is plain text
@@ -47,6 +50,8 @@ _AUTOLINK = re.compile(r"<((?:https?://|www\.)[^>\s]+)>")
 _BARE_URL = re.compile(r"(?<![\w`(/])((?:https?://|www\.)[^\s<>()\[\]`]+)")
 # A last line "Sources:" (also **Sources:**, "Source:"), perhaps with the next line begun: what precedes a copy.
 _SOURCES_LINE = re.compile(r"(?:\A|\n)[ \t#*]*sources?[ \t*]*:[ \t*]*(?:\n[^\n]*)?\Z", re.IGNORECASE)
+_PLACEHOLDER_HEADER = re.compile(rf"^[ \t#*]*{KEY_PLACEHOLDER} \[\d", re.MULTILINE)
+_PLACEHOLDER_PREFIX = f"{KEY_PLACEHOLDER} ["
 _CODE = re.compile(r"```.*?(?:```|\Z)|`[^`\n]*(?:`|\Z|(?=\n))", re.DOTALL)
 
 
@@ -105,9 +110,12 @@ class AnswerCheck:
             return False
         start = max(self._done - len(self.source_key), 0)  # only the unreleased tail: this runs on every piece
         at = self._raw[start:].lower().find(self.source_key)
-        if at < 0:
+        at = at + start if at >= 0 else len(self._raw)
+        line_start = self._raw.rfind("\n", 0, self._done) + 1
+        if placeholder := _PLACEHOLDER_HEADER.search(self._raw, line_start):
+            at = min(at, placeholder.start())
+        if at == len(self._raw):
             return False
-        at += start
         cut = self._raw.rfind("\n", 0, at) + 1
         heading = _SOURCES_LINE.search(self._raw, 0, cut)
         if heading:
@@ -142,6 +150,9 @@ class AnswerCheck:
         end = _LAST_CHUNK.search(raw, self._done).start()  # type: ignore[union-attr]
         if self.source_key and (heading := _SOURCES_LINE.search(raw, self._done)):
             end = min(end, heading.start())  # a "Sources:" line waits for the line after it
+        line_start = raw.rfind("\n") + 1
+        if self.source_key and line_start >= self._done and _may_open_copy(raw[line_start:]):
+            end = min(end, line_start)  # "CODE [" may be the start of a copied source header
         if not self._in_code(len(raw)):
             sentence = self._sentence_start(len(raw))
             if _may_promise(raw[sentence:]):
@@ -235,6 +246,14 @@ class AnswerCheck:
             return trimmed + rest
         self.fired.append("foreign_link")
         return f"`{trimmed}`{rest}"
+
+
+def _may_open_copy(line: str) -> bool:
+    """True while `line` (the line being written) may still turn out to be `CODE [n] …`."""
+    line = line.lstrip(" \t#*")
+    return bool(line) and (
+        _PLACEHOLDER_PREFIX.startswith(line) or bool(re.fullmatch(rf"{KEY_PLACEHOLDER} \[\d*", line))
+    )
 
 
 @functools.lru_cache(maxsize=8)

@@ -169,9 +169,10 @@ def _llm_failed(check: AnswerCheck, error: Exception, write: Any, sources: list[
 
 
 async def check_answer(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
-    """What follows a full answer: a person offered when the model says it is unsure, or instead of an answer
-    whose words mostly are not in its sources (ANSWER_MIN_GROUNDING: withdrawn, the page ends on the offer); a
-    correction when a promised ticket was dropped; sentences their cited source does not back are flagged."""
+    """What follows a full answer: a person offered when the model says it is unsure or nothing is left to show, or
+    instead of an answer whose words mostly are not in its sources (ANSWER_MIN_GROUNDING: withdrawn, the page ends
+    on the offer); a correction when a promised ticket was dropped; sentences their cited source does not back are
+    flagged."""
     context = context_of(runtime)
     reply = state["messages"][-1]
     text, meta = text_of(reply), dict(reply.response_metadata or {})
@@ -185,7 +186,7 @@ async def check_answer(state: State, runtime: Runtime[Context]) -> dict[str, Any
         OUTPUT_CHECKS.labels(check="ungrounded").inc()
         meta |= {"withdrawn": True, "grounding": share}
         return {"messages": [AIMessage("", id=reply.id, response_metadata=meta)]} | _hand_over(context, "model_unsure")
-    if guard.model_is_unsure(text):
+    if guard.model_is_unsure(text) or not text.strip():  # nothing left: the model only copied its sources
         return {"messages": [AIMessage(text, id=reply.id, response_metadata=meta)]} | _hand_over(
             context, "model_unsure"
         )

@@ -119,6 +119,34 @@ def test_a_copy_of_the_prompts_source_block_ends_the_answer_before_it_is_shown(s
 
 
 @pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("answer", ["Click 'Add Test Case' to add more [1].\n\n", ""])
+def test_a_copy_headed_by_the_rules_name_for_the_key_is_never_shown(size: int, answer: str) -> None:
+    """Measured with Qwen 1.5B (dev question 1d6210b8): the copy opened with "CODE [1] Title" — the rules' word
+    for the key — instead of the key itself."""
+    text = f"{answer}CODE [1] Prompt engineering workflow\nOur workbench houses example prompts.\nCODE [2] Billing"
+    # Instructions without the word "CODE": the hold must not depend on the echo check holding that word.
+    check, shown = AnswerCheck(SOURCES, "Be brief.", source_key="zqxvk"), []
+    for start in range(0, len(text), size):
+        shown.append(check.feed(text[start : start + size]))
+        if check.copied:
+            break
+    shown.append(check.close())
+    assert check.copied and check.fired == ["copied_sources"]
+    assert check.text.strip() == answer.strip()
+    assert not any("CODE" in seen or "workbench" in seen for seen in shown_at_any_time(shown))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_a_line_that_only_starts_like_the_rules_name_for_the_key_is_released(size: int) -> None:
+    text = "Use the export button [1].\nCOD files are not supported.\nCODE review is done by a person [2]."
+    check, shown = AnswerCheck(SOURCES, SYSTEM, source_key="zqxvk"), []
+    for start in range(0, len(text), size):
+        shown.append(check.feed(text[start : start + size]))
+    shown.append(check.close())
+    assert check.text == text and not check.copied
+
+
+@pytest.mark.parametrize("size", SIZES)
 def test_a_sources_line_of_the_models_own_is_released_when_no_copy_follows(size: int) -> None:
     text = "Request a new link [1].\nSources:\n[1] Resetting your password\nThat is all."
     check, shown = AnswerCheck(SOURCES, SYSTEM, source_key="zqxvk"), []

@@ -292,6 +292,20 @@ async def test_an_unsure_answer_goes_through_the_graph_to_an_offer_in_one_reply(
     assert ticket.transcript[1].content == history[-1]["content"]
 
 
+async def test_an_answer_that_only_copies_its_sources_ends_on_an_offer_not_an_empty_reply(
+    scripted: Agent, words: ScriptedLLM
+) -> None:
+    """Qwen 1.5B answered one dev question with its source block alone, headed "CODE [1] …" (the rules' word for
+    the key): the check removes all of it, and the customer is offered a person instead of a blank reply."""
+    words.script("CODE [1] Resetting your password\nClick Forgot password on the sign-in page.")
+    session = new_session_id()
+    events = await scripted.turn(session, "How do I reset my password?")
+    assert first(events, "offer")["reason"] == "model_unsure"
+    assert "CODE" not in text_of(events)
+    history = await scripted.history(session)
+    assert history[-1]["content"] == events[-1]["text"] == prompts.offer_text("model_unsure")
+
+
 @pytest.fixture
 async def grounded(kb_settings: Settings, words: ScriptedLLM) -> AsyncIterator[Agent]:
     """The scripted model with the product's grounding check on (tests/conftest.py turns it off elsewhere)."""
