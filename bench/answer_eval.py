@@ -146,17 +146,17 @@ def summary(results: list[dict[str, Any]]) -> list[str]:
     first_tokens = [r["first_token_s"] for r in results if r["first_token_s"] is not None]
     scores = [{"CORRECT": 1.0, "PARTIAL": 0.5}.get(r["verdict"], 0.0) for r in results]
     lines = [
-        f"questions                     {len(results)}",
-        f"answered                      {share(lambda r: r['outcome'] == 'answered')}",
-        f"offered a person / escalated  {share(lambda r: r['outcome'] in ('offered', 'escalated'))}",
-        f"failed                        {share(lambda r: r['outcome'] == 'failed')}",
-        f"correct (judge)               {share(lambda r: r['verdict'] == 'CORRECT')}",
-        f"correct or partial (judge)    {share(lambda r: r['verdict'] in ('CORRECT', 'PARTIAL'))}",
-        f"score (1 / 0.5 / 0)           {interval(scores)}",
-        f"content recall of gold answer {interval([r['content_recall'] for r in results])}",
-        f"gold chunk among the sources  {share(lambda r: r['gold_listed'])}",
-        f"at least one valid [n]        {share(lambda r: r['valid_citation'])}",
-        f"cites a gold source           {share(lambda r: r['cites_gold'])}",
+        f"questions                      {len(results)}",
+        f"answered                       {share(lambda r: r['outcome'] == 'answered')}",
+        f"offered a person / escalated   {share(lambda r: r['outcome'] in ('offered', 'escalated'))}",
+        f"failed                         {share(lambda r: r['outcome'] == 'failed')}",
+        f"correct (verdicts)             {share(lambda r: r['verdict'] == 'CORRECT')}",
+        f"correct or partial (verdicts)  {share(lambda r: r['verdict'] in ('CORRECT', 'PARTIAL'))}",
+        f"score (1 / 0.5 / 0)            {interval(scores)}",
+        f"content recall of gold answer  {interval([r['content_recall'] for r in results])}",
+        f"gold chunk among the sources   {share(lambda r: r['gold_listed'])}",
+        f"at least one valid [n]         {share(lambda r: r['valid_citation'])}",
+        f"cites a gold source            {share(lambda r: r['cites_gold'])}",
     ]
     if first_tokens:
         ordered = sorted(first_tokens)
