@@ -20,7 +20,8 @@ _UNSURE = re.compile(
     # The model saying its sources lack the answer, in the words small models use instead of "not sure":
     r"(sources?|documentation|context)( provided)? (do|does|did) ?n[o']t (contain|mention|provide|include|cover|say|"
     r"specify|state|answer)|no information (about|on|regarding)|"
-    r"(is|are) not (mentioned|covered|provided|specified|stated) in the (provided )?(sources?|documentation))\b",
+    r"(is|are) not (mentioned|covered|provided|specified|stated|listed|found|included|given|available) "
+    r"in the (provided )?(sources?|documentation))\b",
     re.IGNORECASE,
 )
 _HANDOVER = re.compile(r"\b(ticket|case|escalat\w*|support team|human agent|colleague|specialist)\b", re.IGNORECASE)

@@ -394,7 +394,12 @@ def test_the_unsure_wording_is_recognised() -> None:
         "The sources do not contain information about the weather in Paris.",
         "The provided documentation doesn't mention return policies.",
         "The population of Canada is not mentioned in the sources.",
+        "The HR contact for payroll questions is not listed in the provided sources.",  # Qwen, 2026-12-03
     ]:
         assert guard.model_is_unsure(unsure), unsure
-    for sure in ["The reset link is valid for 30 minutes [1].", "The sources suggest using XML tags [2]."]:
+    for sure in [
+        "The reset link is valid for 30 minutes [1].",
+        "The sources suggest using XML tags [2].",
+        "Invoices are listed in the billing page [1].",
+    ]:
         assert not guard.model_is_unsure(sure), sure
