@@ -62,3 +62,15 @@ def grounding(answer: str, sources: list[dict[str, Any]], question: str = "") ->
         return None
     given = content_words(" ".join(str(s.get("text") or s.get("snippet") or "") for s in sources) + " " + question)
     return round(len(words & given) / len(words), 3)
+
+
+def adds_from_sources(answer: str, sources: list[dict[str, Any]], question: str = "") -> bool:
+    """False when the answer's words beyond the question's (at least two) occur in none of its sources: it
+    restates the question and adds its own claim ("The current share price of ACME is $10.54."), which the
+    grounding share misses because the question's words count there. Measured on the 100 dev answers: one
+    (graded wrong) adds nothing from its sources (docs/quality.md)."""
+    added = content_words(_MARKER.sub("", answer)) - content_words(question)
+    if len(added) < 2:
+        return True
+    given = content_words(" ".join(f"{s.get('title', '')} {s.get('text') or s.get('snippet') or ''}" for s in sources))
+    return bool(added & given)

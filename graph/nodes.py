@@ -19,7 +19,7 @@ from langgraph.runtime import Runtime
 
 from graph import guard, live, prompts
 from graph.answer_check import AnswerCheck
-from graph.citations import check_citations, grounding
+from graph.citations import adds_from_sources, check_citations, grounding
 from graph.configuration import Context, context_of
 from graph.state import State
 from graph.transcript import shown_sources, text_of, transcript
@@ -170,9 +170,9 @@ def _llm_failed(check: AnswerCheck, error: Exception, write: Any, sources: list[
 
 async def check_answer(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     """What follows a full answer: a person offered when the model says it is unsure or nothing is left to show, or
-    instead of an answer whose words mostly are not in its sources (ANSWER_MIN_GROUNDING: withdrawn, the page ends
-    on the offer); a correction when a promised ticket was dropped; sentences their cited source does not back are
-    flagged."""
+    instead of an answer whose words mostly are not in its sources, or whose words beyond the question are in none
+    (ANSWER_MIN_GROUNDING: withdrawn, the page ends on the offer); a correction when a promised ticket was dropped;
+    sentences their cited source does not back are flagged."""
     context = context_of(runtime)
     reply = state["messages"][-1]
     text, meta = text_of(reply), dict(reply.response_metadata or {})
@@ -180,8 +180,10 @@ async def check_answer(state: State, runtime: Runtime[Context]) -> dict[str, Any
     if report.unsupported:
         UNSUPPORTED_SENTENCES.inc(len(report.unsupported))
         meta["unsupported"] = report.unsupported
-    share = grounding(text, state.get("sources", []), text_of(state["messages"][-2]))
-    if share is not None and share < context.settings.answer_min_grounding:
+    sources, question = state.get("sources", []), text_of(state["messages"][-2])
+    share = grounding(text, sources, question)
+    least = context.settings.answer_min_grounding
+    if least > 0 and ((share is not None and share < least) or not adds_from_sources(text, sources, question)):
         # Not from the documentation: withdrawn (the page ends on the stored reply, which is the offer alone).
         OUTPUT_CHECKS.labels(check="ungrounded").inc()
         meta |= {"withdrawn": True, "grounding": share}

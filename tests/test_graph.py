@@ -336,6 +336,21 @@ async def test_an_answer_not_written_from_its_sources_is_withdrawn_and_a_person_
     assert "offer" not in kinds(kept) and "expires after 30 minutes" in kept[-1]["text"]
 
 
+async def test_an_answer_that_restates_the_question_with_a_claim_of_its_own_is_withdrawn(
+    grounded: Agent, words: ScriptedLLM
+) -> None:
+    """Most of its words are the question's, so the grounding share passes it; none of the words it adds is in
+    its sources, so it did not come from the documentation."""
+    words.script("The Tokyo office opens at 9:15 on Saturdays.")
+    events = await grounded.turn(new_session_id(), "When does the Tokyo office open on Saturdays, to reset a password?")
+    assert first(events, "offer")["reason"] == "model_unsure"
+    assert events[-1]["text"] == prompts.offer_text("model_unsure")
+
+    words.script("On Saturdays the reset link is still valid for 30 minutes [1].")  # adds its source's words: kept
+    kept = await grounded.turn(new_session_id(), "On Saturdays, how long is the reset link valid?")
+    assert "offer" not in kinds(kept) and "30 minutes" in kept[-1]["text"]
+
+
 async def test_a_sure_answer_ends_the_turn_without_a_ticket(scripted: Agent, words: ScriptedLLM) -> None:
     words.script("Click Forgot password on the sign-in page [1].")
     session = new_session_id()
