@@ -15,11 +15,12 @@ SOURCES = [{"n": 1, "url": "https://help.example.com/account"}, {"n": 2, "url": 
 SIZES = [1, 2, 3, 5, 8, 1000]
 
 
-def stream(text: str, size: int) -> tuple[AnswerCheck, list[str]]:
-    check, shown = AnswerCheck(SOURCES, SYSTEM), []
+def stream(text: str, size: int, check: AnswerCheck | None = None) -> tuple[AnswerCheck, list[str]]:
+    """`text` fed in pieces of `size`, as the answer node does: it stops the model on a leak or a copy."""
+    check, shown = check or AnswerCheck(SOURCES, SYSTEM), []
     for start in range(0, len(text), size):
         shown.append(check.feed(text[start : start + size]))
-        if check.leaked:
+        if check.leaked or check.copied:
             break
     shown.append(check.close())
     return check, shown
@@ -107,12 +108,7 @@ def test_a_copy_of_the_prompts_source_block_ends_the_answer_before_it_is_shown(s
     answer = "Click 'Add Test Case' to add more [1]."
     text = f"{answer}\n\n{heading}zqxvk [1] Creating test cases\nWhen you first open the screen, you see one row."
     # Instructions without the word "sources": the hold must not depend on the echo check holding that word.
-    check, shown = AnswerCheck(SOURCES, "Be brief.", source_key="zqxvk"), []
-    for start in range(0, len(text), size):
-        shown.append(check.feed(text[start : start + size]))
-        if check.copied:
-            break
-    shown.append(check.close())
+    check, shown = stream(text, size, AnswerCheck(SOURCES, "Be brief.", source_key="zqxvk"))
     assert check.copied and check.fired == ["copied_sources"]
     assert check.text.strip() == answer
     assert not any("zqxvk" in seen or "Sources" in seen for seen in shown_at_any_time(shown))
@@ -125,12 +121,7 @@ def test_a_copy_headed_by_the_rules_name_for_the_key_is_never_shown(size: int, a
     for the key — instead of the key itself."""
     text = f"{answer}CODE [1] Prompt engineering workflow\nOur workbench houses example prompts.\nCODE [2] Billing"
     # Instructions without the word "CODE": the hold must not depend on the echo check holding that word.
-    check, shown = AnswerCheck(SOURCES, "Be brief.", source_key="zqxvk"), []
-    for start in range(0, len(text), size):
-        shown.append(check.feed(text[start : start + size]))
-        if check.copied:
-            break
-    shown.append(check.close())
+    check, shown = stream(text, size, AnswerCheck(SOURCES, "Be brief.", source_key="zqxvk"))
     assert check.copied and check.fired == ["copied_sources"]
     assert check.text.strip() == answer.strip()
     assert not any("CODE" in seen or "workbench" in seen for seen in shown_at_any_time(shown))
@@ -139,18 +130,12 @@ def test_a_copy_headed_by_the_rules_name_for_the_key_is_never_shown(size: int, a
 @pytest.mark.parametrize("size", SIZES)
 def test_a_line_that_only_starts_like_the_rules_name_for_the_key_is_released(size: int) -> None:
     text = "Use the export button [1].\nCOD files are not supported.\nCODE review is done by a person [2]."
-    check, shown = AnswerCheck(SOURCES, SYSTEM, source_key="zqxvk"), []
-    for start in range(0, len(text), size):
-        shown.append(check.feed(text[start : start + size]))
-    shown.append(check.close())
-    assert check.text == text and not check.copied
+    check, shown = stream(text, size, AnswerCheck(SOURCES, SYSTEM, source_key="zqxvk"))
+    assert check.text == "".join(shown) == text and not check.copied
 
 
 @pytest.mark.parametrize("size", SIZES)
 def test_a_sources_line_of_the_models_own_is_released_when_no_copy_follows(size: int) -> None:
     text = "Request a new link [1].\nSources:\n[1] Resetting your password\nThat is all."
-    check, shown = AnswerCheck(SOURCES, SYSTEM, source_key="zqxvk"), []
-    for start in range(0, len(text), size):
-        shown.append(check.feed(text[start : start + size]))
-    shown.append(check.close())
-    assert check.text == text and not check.copied
+    check, shown = stream(text, size, AnswerCheck(SOURCES, SYSTEM, source_key="zqxvk"))
+    assert check.text == "".join(shown) == text and not check.copied
