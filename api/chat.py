@@ -183,7 +183,8 @@ class Answer:
             if heartbeat is not None:
                 heartbeat.cancel()
             with anyio.CancelScope(shield=True):
-                if not ended:  # every reader ends with `done`
+                if not ended:  # every reader ends with `done`; the lock goes first, as above
+                    await release(self.lock)
                     result = self.turn.result
                     done = {"message_id": result.message_id if result else None, "text": "".join(shown)}
                     self.publish("done", done | {"interrupted": True, "refused": False, "timings": self.clock.timings})
