@@ -156,6 +156,9 @@ class Settings(BaseSettings):
 
     retrieval_k: int = 4
     relevance_threshold: float = 0.30
+    # A question naming something the documentation never mentions (a product, company, place or code: "Twilio",
+    # "0x80070643") is offered a person instead of an answer from unrelated text (tools/sources.py unknown_names).
+    relevance_names: bool = True
     ingest_max_file_mb: float = 20.0
     chunk_words: int = 150
 

@@ -49,7 +49,8 @@ def decide(kb: KnowledgeBase, settings: Settings, message: str) -> str:
     if small_talk(message):
         return "small_talk"
     hits = kb.search(message, k=settings.retrieval_k)
-    return "answer" if worth_showing(hits, settings.relevance_threshold, message) else "offer"
+    knows = kb.knows if settings.relevance_names else None
+    return "answer" if worth_showing(hits, settings.relevance_threshold, message, knows=knows) else "offer"
 
 
 def main() -> None:

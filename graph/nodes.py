@@ -104,12 +104,17 @@ def _hand_over(context: Context, reason: str) -> dict[str, Any]:
 
 
 async def retrieve(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
-    """Find the sources worth showing; when none is relevant, a person is offered (no LLM call)."""
+    """Find the sources worth showing; when none is relevant — or the question names something the documentation
+    never mentions — a person is offered (no LLM call)."""
     context = context_of(runtime)
     query = search_query(state["messages"])
     knowledge_base = await context.knowledge_base()
     hits = await knowledge_base.asearch(query, k=context.settings.retrieval_k)
-    sources = from_hits(worth_showing(hits, context.settings.relevance_threshold, query))
+    knows = knowledge_base.knows if context.settings.relevance_names else None
+    shown = worth_showing(
+        hits, context.settings.relevance_threshold, query, question=text_of(state["messages"][-1]), knows=knows
+    )
+    sources = from_hits(shown)
     runtime.stream_writer({"event": "sources", "sources": public(sources)})
     if not sources:
         return {"query": query, "sources": []} | _hand_over(context, "no_relevant_answer")

@@ -145,6 +145,12 @@ class LexicalIndex:
         top = np.argpartition(-scores, depth - 1)[:depth]
         return {self.ids[i]: float(scores[i]) for i in top[np.argsort(-scores[top], kind="stable")] if scores[i] > 0}
 
+    def knows(self, word: str) -> bool:
+        """Whether any of the word's terms occurs in the indexed text ("Stripe" does not in docs that never name it);
+        a stopword names nothing."""
+        terms = self.tokenizer(word)
+        return not terms or (self._bm25 is not None and any(term in self._bm25.vocab_dict for term in terms))
+
     @classmethod
     def build(cls, collection: Collection, state: tuple[Any, ...]) -> LexicalIndex:
         """Read every row page by page and index the same text that was embedded."""
@@ -250,6 +256,11 @@ class KnowledgeBase:
         if time.monotonic() - self._checked_at >= self.settings.kb_refresh_seconds:
             await asyncio.to_thread(self.refresh)
         return await self.batcher().submit((query, k))
+
+    def knows(self, word: str) -> bool:
+        """Whether the documentation mentions this word anywhere (the BM25 vocabulary of the last snapshot)."""
+        index = self._lexical
+        return index is not None and index.knows(word)
 
     def batcher(self) -> QueryBatcher[tuple[str, int], list[SearchHit]]:
         """This event loop's search batcher (one per loop: its futures belong to one)."""

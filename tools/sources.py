@@ -6,13 +6,13 @@ The public view is the one projection of a source: nothing outside the graph eve
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from typing_extensions import TypedDict
 
 from tools.documents import SearchHit
-from tools.text import content_words
+from tools.text import content_words, names
 
 PUBLIC_FIELDS = ("n", "title", "url", "snippet")
 
@@ -39,12 +39,29 @@ def coverage(query: str, text: str) -> float:
     return len(asked & content_words(text)) / len(asked) if asked else 0.0
 
 
-def worth_showing(hits: Iterable[SearchHit], threshold: float, query: str = "") -> list[SearchHit]:
+def unknown_names(question: str, knows: Callable[[str], bool]) -> list[str]:
+    """The names in the question (tools/text.py `names`: a product, company, place or code) that the documentation
+    never mentions. Asked about Twilio, Vodafone or error 0x80070643, docs that never name them cannot answer,
+    however close their other words come ("send an SMS with the … API from Python")."""
+    return [name for name in names(question) if not knows(name)]
+
+
+def worth_showing(
+    hits: Iterable[SearchHit],
+    threshold: float,
+    query: str = "",
+    *,
+    question: str | None = None,
+    knows: Callable[[str], bool] | None = None,
+) -> list[SearchHit]:
     """The hits the agent answers from; none means "the documentation has nothing on this" (a person is offered).
 
-    Two kinds of evidence: the fused score, and — for a hit just under the threshold — whether it contains most
-    of the question's words ("change the port" on the page that documents `PORT`). One rule, shared by the
-    agent and bench/relevance_eval.py."""
+    Three kinds of evidence: the fused score; for a hit just under the threshold, whether it contains most of the
+    question's words ("change the port" on the page that documents `PORT`); and, given `knows`, whether the
+    question (the customer's last message, `query` when not given) names something the documentation never
+    mentions — then nothing is shown. One rule, shared by the agent and bench/relevance_eval.py."""
+    if knows is not None and unknown_names(query if question is None else question, knows):
+        return []
     return [
         hit
         for hit in hits

@@ -30,3 +30,41 @@ _STOP = set(
 
 def content_words(text: str) -> set[str]:
     return {w for w in _WORD.findall(text.lower()) if w not in _STOP and len(w) > 1}
+
+
+_NAME_WORD = re.compile(r"[^\W_][\w'’]*")
+_SENTENCE = re.compile(r"(?<=[.!?:;])\s+|\n+")
+# A customer naming themselves is not a subject: "I'm Jane (from Acme)", "this is Tom", "thanks, Bob".
+_INTRO = re.compile(
+    r"(?i:\b(?:i'm|i am|my name is|this is|name's))\s+[A-Z]\w*(?:\s+[A-Z]\w*)?"
+    r"(?:\s+(?i:from|at|with)\s+[A-Z][\w&.-]*(?:\s+[A-Z]\w*)*)?"
+    r"|(?i:\b(?:thanks|thank you|regards|cheers|best))[,!.]?\s+[A-Z]\w*\s*[.!]?\s*$"
+)
+
+_CALENDAR = set(
+    "monday tuesday wednesday thursday friday saturday sunday january february march april may june july august "
+    "september october november december".split()
+)  # capitalised in English, yet they name a time, not a subject
+
+
+def names(text: str) -> list[str]:
+    """Words that name something — a product, a company, a place, an error code: capitalised inside a sentence,
+    written in capitals ("SMS", "OpenAI"), or letters mixed with digits ("0x80070643"). In a message typed in capitals
+    or Title Case the case says nothing, so only codes count; a customer's own name (`_INTRO`) and days and months
+    are left out."""
+    text = _INTRO.sub(" ", text)
+    letters = [c for c in text if c.isalpha()]
+    words = _NAME_WORD.findall(text)
+    shouting = bool(letters) and sum(c.isupper() for c in letters) > 0.6 * len(letters)
+    titled = len(words) >= 3 and sum(w[0].isupper() for w in words) > 0.6 * len(words)  # "How To Reset My Key"
+    found = []
+    for sentence in _SENTENCE.split(text):
+        for position, word in enumerate(_NAME_WORD.findall(sentence)):
+            word = re.split(r"['’]", word)[0]
+            capitals = sum(c.isupper() for c in word)
+            code = any(c.isdigit() for c in word) and any(c.isalpha() for c in word)
+            inside = capitals >= 2 or (capitals == 1 and word[0].isupper() and position > 0)
+            cased = inside and not (shouting or titled)
+            if len(word) > 1 and (code or cased) and word.lower().rstrip("s") not in _CALENDAR:
+                found.append(word)
+    return found
