@@ -210,8 +210,9 @@ PATTERNS: dict[str, list[str | _Both | _Distinct]] = {
         r"\brepeat the (words|text) above\b",
         r"\bwhat (was|is) written (above|before) this conversation\b",
         r"\b(everything|all) in your context( window)?\b",
-        # (not "the password reset email": a verb that sends somewhere, or dumps)
-        r"\b(api keys?|credentials|passwords?|environment variables|customer (list|database|emails))\b.{0,40}\b((send|e-?mail|forward|post|upload)\w* (them |it |those |these |all )?(to|at)\b|(output|dump|reveal|leak)\b)|\b(send|email|forward|output|list|dump|reveal|leak)\b.{0,40}\b(api keys?|credentials|passwords|environment variables|customer (list|database|emails)|order data)",
+        # (not "the password reset email": a verb that sends somewhere, or dumps; not "when I send with my API key":
+        # a key used for sending)
+        r"\b(api keys?|credentials|passwords?|environment variables|customer (list|database|emails))\b.{0,40}\b((send|e-?mail|forward|post|upload)\w* (them |it |those |these |all )?(to|at)\b|(output|dump|reveal|leak)\b)|\b(send|email|forward|output|list|dump|reveal|leak)\b(?!\s+(\w+\s+){0,3}(with|using|via) (my|our|an?|the|this|that) (new |own )?(api key|credentials|password)).{0,40}\b(api keys?|credentials|passwords|environment variables|customer (list|database|emails)|order data)",
         # to reveal / repeat / translate / summarise what the assistant was set up with, in any words
         rf"\b{_DISCLOSE}\b.{{0,40}}\b{_TARGET}",
         r"\b(what|which \w+) (exactly |precisely )?(were|have) you (been )?(told|instructed|programmed|configured)\b",
