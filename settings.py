@@ -176,6 +176,9 @@ class Settings(BaseSettings):
     # An answer whose content words are mostly not in its sources (nor the question) is withdrawn and a person
     # offered (graph/citations.py grounding); 0 turns the check off. Measured in docs/quality.md.
     answer_min_grounding: float = 0.3
+    # A sentence of the answer that cites nothing gets the [n] of the source holding at least this share of its
+    # content words (graph/answer_check.py); 0 turns it off. Measured in docs/quality.md.
+    cite_min_support: float = 0.6
     # Verified answers (tools/verified.py): a question matches a variant at this embedding similarity AND this share
     # of the variant's content words; chosen on bench/verified_paraphrases.json (docs/verified-answers.md).
     verified_min_similarity: float = 0.67
@@ -367,7 +370,7 @@ NOT_NEGATIVE |= {"llm_max_in_flight_per_instance"}
 NOT_NEGATIVE |= {"redis_wait_replicas", "redis_wait_timeout_ms"}
 HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP token (RFC 9110)
 SHARES = {"relevance_threshold", "low_relevance_score", "answer_min_grounding"}  # cosine similarities, 0..1
-SHARES |= {"verified_min_similarity", "verified_min_overlap"}
+SHARES |= {"verified_min_similarity", "verified_min_overlap", "cite_min_support"}
 HTTP_URLS = {"llm_base_url", "chroma_url", "ticket_webhook_url", "ticket_slack_webhook_url", "public_url"}
 KB_COLLECTION = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]")
 LABEL = r"[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"

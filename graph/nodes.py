@@ -130,7 +130,9 @@ async def answer(state: State, config: RunnableConfig, runtime: Runtime[Context]
     history, question = state["messages"][:-1], text_of(state["messages"][-1])
     settings = context.settings
     prompt = prompts.answer_prompt(history, sources, question, settings.history_turns, settings.llm_prompt_tokens)
-    check = AnswerCheck(sources, prompts.RULES, source_key=prompts.key_of(prompt))
+    check = AnswerCheck(
+        sources, prompts.RULES, source_key=prompts.key_of(prompt), cite_support=settings.cite_min_support
+    )
     try:
         session = (config.get("configurable") or {}).get("thread_id")
         async with contextlib.aclosing(context.llm.astream(prompt, session=session)) as stream:

@@ -139,3 +139,51 @@ def test_a_sources_line_of_the_models_own_is_released_when_no_copy_follows(size:
     text = "Request a new link [1].\nSources:\n[1] Resetting your password\nThat is all."
     check, shown = stream(text, size, AnswerCheck(SOURCES, SYSTEM, source_key="zqxvk"))
     assert check.text == "".join(shown) == text and not check.copied
+
+
+DOCS = [
+    {"n": 1, "title": "Resetting your password", "url": "https://help.example.com/password",
+     "text": "The reset link is sent by e-mail and expires after 30 minutes."},
+    {"n": 2, "title": "Invoices", "url": "https://help.example.com/billing",
+     "text": "Invoices are emailed on the first day of each month, as PDF."},
+]  # fmt: skip
+
+
+def citing(text: str, size: int, support: float = 0.6) -> tuple[AnswerCheck, list[str]]:
+    return stream(text, size, AnswerCheck(DOCS, SYSTEM, cite_support=support))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_a_sentence_that_cites_nothing_gets_the_source_that_backs_it_before_its_end_mark(size: int) -> None:
+    check, shown = citing("The reset link expires after 30 minutes. Invoices are emailed on the first day!", size)
+    assert check.text == "The reset link expires after 30 minutes [1]. Invoices are emailed on the first day [2]!"
+    assert all(check.text.startswith(prefix) for prefix in shown_at_any_time(shown))  # never shown without it
+    assert check.fired.count("attached_citation") == 2
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_a_last_sentence_without_an_end_mark_is_cited_when_the_answer_ends(size: int) -> None:
+    check, _ = citing("Use `reset()`. The reset link expires after 30 minutes", size)
+    assert check.text == "Use `reset()`. The reset link expires after 30 minutes [1]"
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_the_model_s_own_citations_are_kept_and_never_doubled(size: int) -> None:
+    for text in (
+        "The reset link expires after 30 minutes [2]. Invoices come monthly.",
+        "The reset link expires after 30 minutes. [1] Invoices come monthly.",
+    ):
+        check, _ = citing(text, size)
+        assert check.text == text and "attached_citation" not in check.fired
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_a_sentence_no_source_backs_stays_uncited(size: int) -> None:
+    text = "Sure. The weather in Paris is sunny today, with a light breeze."
+    check, _ = citing(text, size)
+    assert check.text == text
+
+
+def test_citing_is_off_at_zero_support() -> None:
+    check, _ = citing("The reset link expires after 30 minutes.", 3, support=0)
+    assert check.text == "The reset link expires after 30 minutes."

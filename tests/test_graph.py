@@ -381,6 +381,18 @@ async def test_an_answer_that_restates_the_question_with_a_claim_of_its_own_is_w
     assert "offer" not in kinds(kept) and "30 minutes" in kept[-1]["text"]
 
 
+async def test_an_answer_that_cites_nothing_shows_and_stores_the_source_each_sentence_came_from(
+    scripted: Agent, words: ScriptedLLM
+) -> None:
+    """Small models rarely write [n]; a sentence its source backs gets that source's number as it streams."""
+    words.script("A reset link is sent by e-mail and is valid for 30 minutes. The weather is lovely today.")
+    session = new_session_id()
+    events = await scripted.turn(session, "How long is the password reset link valid?")
+    assert first(events, "sources")["sources"][0]["url"].startswith("https://help.example.com/password")
+    expected = "A reset link is sent by e-mail and is valid for 30 minutes [1]. The weather is lovely today."
+    assert text_of(events) == events[-1]["text"] == (await scripted.history(session))[-1]["content"] == expected
+
+
 async def test_a_sure_answer_ends_the_turn_without_a_ticket(scripted: Agent, words: ScriptedLLM) -> None:
     words.script("Click Forgot password on the sign-in page [1].")
     session = new_session_id()
