@@ -11,6 +11,10 @@ own decisions without the LLM: the small-talk rule (graph/guard.py), then retrie
 - bench/off_topic_questions.txt (questions no product manual covers, plus greetings; written for this project):
   share *not* answered from unrelated text — goal ≥ 95 %. `--questions` asks another such file instead, e.g.
   bench/off_topic_heldout.txt, written by a helper session that had seen neither this method nor the other list.
+
+`--small-talk FILE` ('kind<TAB>message' lines) asks instead whether chat — greetings, thanks, a word about the bot,
+in any language — gets a reply in kind rather than the offer of a person, and whether questions wrapped in chat
+("hola, how do I stream responses?") are still answered.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ if str(ROOT) not in sys.path:
 
 from eval_retrieval import index_corpus, load_eval, write_corpus  # noqa: E402  (bench/eval_retrieval.py)
 
-from graph.guard import small_talk  # noqa: E402
+from graph.guard import chat_kind, small_talk  # noqa: E402
 from settings import Settings  # noqa: E402
 from tools.retrieval import KnowledgeBase  # noqa: E402
 from tools.sources import worth_showing  # noqa: E402
@@ -50,13 +54,18 @@ def decide(kb: KnowledgeBase, settings: Settings, message: str) -> str:
         return "small_talk"
     hits = kb.search(message, k=settings.retrieval_k)
     knows = kb.knows if settings.relevance_names else None
-    return "answer" if worth_showing(hits, settings.relevance_threshold, message, knows=knows) else "offer"
+    if worth_showing(hits, settings.relevance_threshold, message, knows=knows):
+        return "answer"
+    return "small_talk" if chat_kind(message) else "offer"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--questions", type=Path, default=OFF_TOPIC, help="off-topic questions, one per line")
+    parser.add_argument("--small-talk", type=Path, help="'kind<TAB>message' lines: small_talk or question")
     args = parser.parse_args()
+    if args.small_talk:
+        return small_talk_eval(args.small_talk)
     docs, questions = load_eval()
     lines = args.questions.read_text().splitlines()
     off_topic = [line for line in lines if line.strip() and not line.startswith("#")]
@@ -82,6 +91,31 @@ def main() -> None:
     for question, decision in zip(questions, dev, strict=True):
         if decision != "answer":
             print(f"  dev question not answered: {question['question']!r}")
+
+
+def small_talk_eval(path: Path) -> None:
+    """Chat (greetings, thanks, a word about the bot, in any language) should get a reply in kind, not the offer
+    of a person; a question wrapped in chat ("hola, how do I stream responses?") should still be answered."""
+    docs, _ = load_eval()
+    rows = [line.split("\t", 1) for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(
+            _env_file=None,  # type: ignore[call-arg]
+            data_dir=ROOT / "data",
+            chroma_path=Path(tmp) / "chroma",
+            kb_collection=f"small-talk-{int(time.time())}",
+        )
+        index_corpus(write_corpus(docs, Path(tmp) / "corpus"), settings)
+        kb = KnowledgeBase(settings)
+        kb.refresh(force=True)
+        decided = [(kind, message, decide(kb, settings, message)) for kind, message in rows]
+    chat = [d == "small_talk" for kind, _, d in decided if kind == "small_talk"]
+    asked = [d == "answer" for kind, _, d in decided if kind == "question"]
+    print(f"chat replied in kind (not offered a person): {share_with_interval(chat)}")
+    print(f"questions wrapped in chat answered:          {share_with_interval(asked)}")
+    for kind, message, decision in decided:
+        if (kind == "small_talk") != (decision == "small_talk") or (kind == "question" and decision != "answer"):
+            print(f"  {kind:10} → {decision:10} {message!r}")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ def build_graph(checkpointer: BaseCheckpointSaver | None = None) -> CompiledStat
     builder.add_edge(START, "guard_input")
     builder.add_conditional_edges("guard_input", next_step, ["verified", "escalate", "small_talk", "refuse", "live"])
     builder.add_conditional_edges("verified", next_step, ["retrieve", END])  # a verified answer ends the turn
-    builder.add_conditional_edges("retrieve", next_step, ["answer", "offer", "escalate"])
+    builder.add_conditional_edges("retrieve", next_step, ["answer", "offer", "escalate", "small_talk"])
     builder.add_conditional_edges("answer", next_step, ["check_answer", END])
     builder.add_conditional_edges("check_answer", next_step, ["offer", "escalate", END])
     for last in ("offer", "escalate", "small_talk", "refuse", "live"):

@@ -33,7 +33,20 @@ _CLAIM_VERB = re.compile(
 CORRECTION = "(No ticket has been opened. If you'd like a person to help, choose “Talk to a person”.)"
 
 
+# "Are you a real person?" asks about the bot; only with a wish ("…? I want to talk to one") is it a request.
+_ABOUT_BOT = re.compile(
+    r"\b(are you|r u|is this|am i (talking|chatting|speaking) (to|with))\b.{0,25}"
+    r"\b(person|human|bot|robot|chatbot|ai|machine|computer|real)\b",
+    re.IGNORECASE,
+)
+_WISH = re.compile(
+    r"\b(talk|speak|connect|transfer|put me|get me|want|need|give me|let me|can i|could i)\b", re.IGNORECASE
+)
+
+
 def asks_for_person(message: str) -> bool:
+    if _ABOUT_BOT.search(message) and not _WISH.search(message):
+        return False
     return _ASKS_FOR_PERSON.search(message) is not None
 
 
@@ -88,3 +101,55 @@ def small_talk(message: str) -> str | None:
 def accepts_offer(message: str) -> bool:
     """A short yes to "Would you like a person to help?"."""
     return _ACCEPT.match(message.strip()) is not None
+
+
+# What short chat messages are made of, in the languages customers write most (space-separated words; the
+# scripts without spaces are matched inside the message). Used only once the documentation had nothing.
+_CHAT_WORDS = {
+    "thanks": "thanks thank thanx thx ty tysm cheers appreciated appreciate merci gracias grazie danke dank dankeschön "
+    "obrigado obrigada bedankt dankjewel dankuwel dziękuję dzięki teşekkürler teşekkür sağol tack takk tak kiitos "
+    "спасибо благодарю дякую děkuji köszönöm multumesc mulțumesc efharisto ευχαριστώ shukran شكرا dhanyavaad "
+    "dhanyavad shukriya धन्यवाद शुक्रिया terima kasih salamat cảm ơn",
+    "bye": "bye goodbye byebye cya later adios adiós revoir tschüss tschüs arrivederci tchau logo hasta luego pronto "
+    "пока свидания doei dag ciao hej då hejdå näkemiin goodnight night",
+    "greeting": "hi hii hiii hello helo hallo hey heya heyy heyyy hiya howdy yo sup greetings morning afternoon "
+    "evening hola holaa holaaa bonjour bonsoir salut coucou ciao buongiorno buonasera olá ola oi hej hei moin servus "
+    "grüß gruss namaste namaskar ahoj cześć czesc witam merhaba selam привет здравствуйте hallo dag goedemorgen "
+    "goedemiddag buenos buenas dias días tardes noches bom boa dia tarde noite guten tag abend shalom aloha "
+    "marhaba salaam salam sawubona jambo xin chào",
+    "ack": "ok okay okey k kk cool got it great perfect perfecto perfeito perfekt parfait awesome nice alright noted "
+    "understood fine super sounds good lol haha hahaha lmao gotcha vale genial d'accord daccord prima ottimo "
+    "entendi entendido compris verstanden klar",
+}
+_CHAT_SCRIPTS = {
+    "thanks": ("谢谢", "多谢", "ありがとう", "감사합니다", "고마워", "고맙습니다", "شكرا", "धन्यवाद", "ขอบคุณ", "תודה"),
+    "bye": ("再见", "拜拜", "さようなら", "またね", "안녕히", "وداعا", "अलविदा", "ลาก่อน", "להתראות"),
+    "greeting": ("你好", "您好", "こんにちは", "こんばんは", "おはよう", "안녕", "مرحبا", "السلام", "नमस्ते", "สวัสดี"),
+    "ack": ("了解", "好的", "알겠", "👍", "👌", "🙏"),
+}
+_CHAT_LOOKUP = {word: kind for kind, words in _CHAT_WORDS.items() for word in words.split()}
+_ABOUT_YOU = re.compile(
+    r"\b(bot|robot|chatbot|ai|human|machine|real person|your name|who are you|t'es|eres|bist du)\b", re.IGNORECASE
+)
+CHAT_MAX_WORDS = 10
+
+
+def chat_kind(message: str) -> str | None:
+    """What a short message that the documentation had nothing for is, when it is chat rather than a question the
+    docs lack: "greeting", "thanks", "bye", "bot" (about the assistant itself) or "ack" ("ok cool", "👍") — in
+    any of the languages above. The agent replies in kind instead of "I couldn't find this in our documentation";
+    a message with none of these words is left to the offer of a person."""
+    text = message.strip()
+    words = re.findall(r"[^\W\d_][\w'’]*", text.lower())
+    if len(words) > CHAT_MAX_WORDS:
+        return None
+    if not words:
+        return "ack" if text and not any(c.isdigit() for c in text) else None  # only emoji or punctuation
+    if _ABOUT_BOT.search(text) or (_ABOUT_YOU.search(text) and len(words) <= 6):
+        return "bot"
+    found = {_CHAT_LOOKUP[w.rstrip("!.,?")] for w in words if w.rstrip("!.,?") in _CHAT_LOOKUP}
+    found |= {kind for kind, marks in _CHAT_SCRIPTS.items() if any(mark in text for mark in marks)}
+    for kind in ("thanks", "bye", "greeting", "ack"):  # "thanks, bye!" is thanks
+        if kind in found:
+            return kind
+    return None

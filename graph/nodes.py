@@ -105,7 +105,8 @@ def _hand_over(context: Context, reason: str) -> dict[str, Any]:
 
 async def retrieve(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     """Find the sources worth showing; when none is relevant — or the question names something the documentation
-    never mentions — a person is offered (no LLM call)."""
+    never mentions — a person is offered (no LLM call), unless the message was chat (a greeting in any language,
+    a word about the bot), which gets a reply in kind."""
     context = context_of(runtime)
     query = search_query(state["messages"])
     knowledge_base = await context.knowledge_base()
@@ -116,6 +117,8 @@ async def retrieve(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     )
     sources = from_hits(shown)
     runtime.stream_writer({"event": "sources", "sources": public(sources)})
+    if not sources and guard.chat_kind(text_of(state["messages"][-1])):  # "merci !", "are you a bot?": chat
+        return {"query": query, "sources": [], "next_step": "small_talk"}
     if not sources:
         return {"query": query, "sources": []} | _hand_over(context, "no_relevant_answer")
     return {"query": query, "sources": sources, "next_step": "answer"}
@@ -245,8 +248,10 @@ async def escalate(state: State, config: RunnableConfig, runtime: Runtime[Contex
 
 
 async def small_talk(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
-    """A friendly reply to a greeting, thanks or goodbye: no search, no LLM, no ticket."""
-    kind = guard.small_talk(text_of(state["messages"][-1])) or "greeting"
+    """A friendly reply to a greeting, thanks, goodbye or a word about the bot: no LLM, no ticket (and no search
+    when the strict rule knew it before retrieval)."""
+    message = text_of(state["messages"][-1])
+    kind = guard.small_talk(message) or guard.chat_kind(message) or "greeting"
     runtime.stream_writer(_token(prompts.SMALL_TALK[kind]))
     meta = {"small_talk": kind, "at": _now()}
     return {

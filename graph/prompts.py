@@ -213,4 +213,9 @@ SMALL_TALK = {
     "greeting": "Hello! How can I help you today? Ask me anything about our product.",
     "thanks": "You're welcome! Is there anything else I can help you with?",
     "bye": "Goodbye, and thanks for getting in touch!",
+    "bot": (
+        "I'm this product's virtual support assistant: I answer from our documentation. If you'd rather talk to a "
+        "person from our team, just say so."
+    ),
+    "ack": "Great! Is there anything else I can help you with?",
 }

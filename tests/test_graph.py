@@ -218,6 +218,23 @@ async def test_small_talk_gets_a_friendly_reply_without_search_llm_or_ticket(
     assert events[-1]["text"] in prompts.SMALL_TALK.values()
 
 
+@pytest.mark.parametrize(
+    ("message", "kind"),
+    [("merci beaucoup, bonne journée !", "thanks"), ("are you a real person or a robot?", "bot"), ("👍", "ack")],
+)
+async def test_chat_the_docs_have_nothing_for_gets_a_reply_in_kind_not_an_offer_or_a_ticket(
+    scripted: Agent, words: ScriptedLLM, message: str, kind: str
+) -> None:
+    """The strict rule does not know these before the search; once the search found nothing they are chat, not a
+    question the docs lack: no offer of a person, no ticket, no LLM."""
+    session = new_session_id()
+    events = await scripted.turn(session, message)
+    assert kinds(events) == ["sources", "token", "done"] and first(events, "sources")["sources"] == []
+    assert events[-1]["text"] == prompts.SMALL_TALK[kind]
+    assert words.requests == [] and await scripted.context.tickets.open_ticket_for(session) is None
+    assert "offered" not in (await scripted.history(session))[-1]
+
+
 async def test_a_greeting_with_a_question_is_answered_not_small_talked(scripted: Agent, words: ScriptedLLM) -> None:
     words.script("Click Forgot password on the sign-in page [1].")
     events = await scripted.turn(new_session_id(), "Hi, how do I reset my password?")
