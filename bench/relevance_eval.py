@@ -59,16 +59,9 @@ def decide(kb: KnowledgeBase, settings: Settings, message: str) -> str:
     return "small_talk" if chat_kind(message) else "offer"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--questions", type=Path, default=OFF_TOPIC, help="off-topic questions, one per line")
-    parser.add_argument("--small-talk", type=Path, help="'kind<TAB>message' lines: small_talk or question")
-    args = parser.parse_args()
-    if args.small_talk:
-        return small_talk_eval(args.small_talk)
-    docs, questions = load_eval()
-    lines = args.questions.read_text().splitlines()
-    off_topic = [line for line in lines if line.strip() and not line.startswith("#")]
+def decisions(messages: list[str]) -> tuple[Settings, list[str]]:
+    """The agent's decision for each message, over a fresh index of the dev set's chunks."""
+    docs, _ = load_eval()
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(
             _env_file=None,  # type: ignore[call-arg]
@@ -79,8 +72,21 @@ def main() -> None:
         index_corpus(write_corpus(docs, Path(tmp) / "corpus"), settings)
         kb = KnowledgeBase(settings)
         kb.refresh(force=True)
-        dev = [decide(kb, settings, q["question"]) for q in questions]
-        other = [decide(kb, settings, q) for q in off_topic]
+        return settings, [decide(kb, settings, message) for message in messages]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--questions", type=Path, default=OFF_TOPIC, help="off-topic questions, one per line")
+    parser.add_argument("--small-talk", type=Path, help="'kind<TAB>message' lines: small_talk or question")
+    args = parser.parse_args()
+    if args.small_talk:
+        return small_talk_eval(args.small_talk)
+    _, questions = load_eval()
+    lines = args.questions.read_text().splitlines()
+    off_topic = [line for line in lines if line.strip() and not line.startswith("#")]
+    settings, decided = decisions([q["question"] for q in questions] + off_topic)
+    dev, other = decided[: len(questions)], decided[len(questions) :]
     print(f"relevance threshold {settings.relevance_threshold}, retrieval_k {settings.retrieval_k}")
     print(f"dev questions offered a person (goal <= 0.03):      {share_with_interval([d != 'answer' for d in dev])}")
     print(f"off-topic + greetings not answered (goal >= 0.95):  {share_with_interval([d != 'answer' for d in other])}")
@@ -96,24 +102,13 @@ def main() -> None:
 def small_talk_eval(path: Path) -> None:
     """Chat (greetings, thanks, a word about the bot, in any language) should get a reply in kind, not the offer
     of a person; a question wrapped in chat ("hola, how do I stream responses?") should still be answered."""
-    docs, _ = load_eval()
     rows = [line.split("\t", 1) for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
-    with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(
-            _env_file=None,  # type: ignore[call-arg]
-            data_dir=ROOT / "data",
-            chroma_path=Path(tmp) / "chroma",
-            kb_collection=f"small-talk-{int(time.time())}",
-        )
-        index_corpus(write_corpus(docs, Path(tmp) / "corpus"), settings)
-        kb = KnowledgeBase(settings)
-        kb.refresh(force=True)
-        decided = [(kind, message, decide(kb, settings, message)) for kind, message in rows]
-    chat = [d == "small_talk" for kind, _, d in decided if kind == "small_talk"]
-    asked = [d == "answer" for kind, _, d in decided if kind == "question"]
+    _, decided = decisions([message for _, message in rows])
+    chat = [d == "small_talk" for (kind, _), d in zip(rows, decided, strict=True) if kind == "small_talk"]
+    asked = [d == "answer" for (kind, _), d in zip(rows, decided, strict=True) if kind == "question"]
     print(f"chat replied in kind (not offered a person): {share_with_interval(chat)}")
     print(f"questions wrapped in chat answered:          {share_with_interval(asked)}")
-    for kind, message, decision in decided:
+    for (kind, message), decision in zip(rows, decided, strict=True):
         if (kind == "small_talk") != (decision == "small_talk") or (kind == "question" and decision != "answer"):
             print(f"  {kind:10} → {decision:10} {message!r}")
 
