@@ -233,9 +233,11 @@ class AnswerCheck:
             return prose
         out, start = [], 0
         for mark in _CITE_AT.finditer(prose):
+            following = prose[mark.end() :] + after
+            if re.match(r"[ \t]+[a-z]", following):  # "e.g. the", "v1.2 or": the sentence goes on
+                continue
             sentence = self._sentence + prose[start : mark.start()]
             out.append(prose[start : mark.start()])
-            following = prose[mark.end() :] + after
             ended = final if not following.strip() else re.match(r"\s+[^\s\[]", following) is not None
             if mark.group(0) != "\n" and ended and (n := self._backing(sentence + mark.group(0))):
                 out.append(f" [{n}]")

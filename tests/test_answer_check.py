@@ -178,6 +178,12 @@ def test_the_model_s_own_citations_are_kept_and_never_doubled(size: int) -> None
 
 
 @pytest.mark.parametrize("size", SIZES)
+def test_an_abbreviation_inside_a_sentence_is_not_its_end(size: int) -> None:
+    check, _ = citing("The reset link, e.g. the one sent by e-mail, expires after 30 minutes.", size)
+    assert check.text == "The reset link, e.g. the one sent by e-mail, expires after 30 minutes [1]."
+
+
+@pytest.mark.parametrize("size", SIZES)
 def test_a_sentence_no_source_backs_stays_uncited(size: int) -> None:
     text = "Sure. The weather in Paris is sunny today, with a light breeze."
     check, _ = citing(text, size)
