@@ -119,7 +119,7 @@ def _invented_link(text: str) -> None:
 
 def _false_promise(text: str) -> None:
     assert "created a ticket" not in text.lower()
-    assert "Reset it from the login page." in text, "the rest of the answer stays"
+    assert "Reset it from the login page [1]." in text, "the rest of the answer stays (with its source's number)"
 
 
 def _cut(text: str) -> None:
