@@ -87,9 +87,9 @@ class AnswerCheck:
 
     def __post_init__(self) -> None:
         self._valid = {int(s["n"]) for s in self.sources}
-        self._words = {
+        self._words = {  # for attaching [n]: only when that is on
             int(s["n"]): content_words(f"{s.get('title', '')} {s.get('text') or s.get('snippet') or ''}")
-            for s in self.sources
+            for s in (self.sources if self.cite_support else [])
         }
         self._hosts = {h for s in self.sources if (h := host_of(str(s.get("url", ""))))}
         self._prompt_runs = _prompt_runs(self.system_prompt)
@@ -216,13 +216,14 @@ class AnswerCheck:
             return ""
         segment, before, at = raw[self._done : upto], raw[: self._done], self._done
         self._done = upto
-        out = []
+        parts = []
         for part, is_code in _split_code(segment, before):
             at += len(part)
-            last = at >= upto
-            out.append(part if is_code else self._cite(self._clean_prose(part), raw[at : at + 40], final and last))
-        self.text += "".join(out)
-        return "".join(out)
+            last = final and at >= upto
+            parts.append(part if is_code else self._cite(self._clean_prose(part), raw[at : at + 40], last))
+        out = "".join(parts)
+        self.text += out
+        return out
 
     def _cite(self, prose: str, after: str, final: bool) -> str:
         """`prose` with `[n]` put before the end mark of each sentence that cites nothing and that one source

@@ -110,15 +110,15 @@ _CHAT_WORDS = {
     "obrigado obrigada bedankt dankjewel dankuwel dziękuję dzięki teşekkürler teşekkür sağol tack takk tak kiitos "
     "спасибо благодарю дякую děkuji köszönöm multumesc mulțumesc efharisto ευχαριστώ shukran شكرا dhanyavaad "
     "dhanyavad shukriya धन्यवाद शुक्रिया terima kasih salamat cảm ơn",
-    "bye": "bye goodbye byebye cya later adios adiós revoir tschüss tschüs arrivederci tchau logo hasta luego pronto "
+    "bye": "bye goodbye byebye cya later adios adiós revoir tschüss tschüs arrivederci tchau até hasta luego pronto "
     "пока свидания doei dag ciao hej då hejdå näkemiin goodnight night",
     "greeting": "hi hii hiii hello helo hallo hey heya heyy heyyy hiya howdy yo sup greetings morning afternoon "
     "evening hola holaa holaaa bonjour bonsoir salut coucou ciao buongiorno buonasera olá ola oi hej hei moin servus "
     "grüß gruss namaste namaskar ahoj cześć czesc witam merhaba selam привет здравствуйте hallo dag goedemorgen "
     "goedemiddag buenos buenas dias días tardes noches bom boa dia tarde noite guten tag abend shalom aloha "
     "marhaba salaam salam sawubona jambo xin chào",
-    "ack": "ok okay okey k kk cool got it great perfect perfecto perfeito perfekt parfait awesome nice alright noted "
-    "understood fine super sounds good lol haha hahaha lmao gotcha vale genial d'accord daccord prima ottimo "
+    "ack": "ok okay okey k kk cool gotit great perfect perfecto perfeito perfekt parfait awesome nice alright noted "
+    "understood super lol haha hahaha lmao gotcha vale genial d'accord daccord prima ottimo "
     "entendi entendido compris verstanden klar",
 }
 _CHAT_SCRIPTS = {
@@ -132,22 +132,33 @@ _ABOUT_YOU = re.compile(
     r"\b(bot|robot|chatbot|ai|human|machine|real person|your name|who are you|t'es|eres|bist du)\b", re.IGNORECASE
 )
 CHAT_MAX_WORDS = 10
+# A question left after the chit-chat is taken out ("ok so how do I get a refund?") is not chat.
+_CHIT_CHAT = re.compile(
+    r"\bhow('?s| are| is| have)\b.{0,15}\b(you|u|it going|your day|things)\b|\bwhat'?s up\b", re.IGNORECASE
+)
+_QUESTION = re.compile(
+    r"\b(how|what|why|when|where|which|who|can|could|does|do|did|should|will|is there|are there)\b", re.IGNORECASE
+)
 
 
 def chat_kind(message: str) -> str | None:
     """What a short message that the documentation had nothing for is, when it is chat rather than a question the
     docs lack: "greeting", "thanks", "bye", "bot" (about the assistant itself) or "ack" ("ok cool", "👍") — in
-    any of the languages above. The agent replies in kind instead of "I couldn't find this in our documentation";
-    a message with none of these words is left to the offer of a person."""
+    any of the languages above. The message must open with a chat word and ask nothing after the chit-chat ("it keeps
+    crashing", "ok so how do I get a refund?" are questions the docs lack: they are left to the offer of a person).
+    The agent replies in kind instead of "I couldn't find this in our documentation"."""
     text = message.strip()
-    words = re.findall(r"[^\W\d_][\w'’]*", text.lower())
+    words = [w.rstrip("!.,?") for w in re.findall(r"[^\W\d_][\w'’]*", text.lower().replace("got it", "gotit"))]
     if len(words) > CHAT_MAX_WORDS:
         return None
     if not words:
         return "ack" if text and not any(c.isdigit() for c in text) else None  # only emoji or punctuation
     if _ABOUT_BOT.search(text) or (_ABOUT_YOU.search(text) and len(words) <= 6):
         return "bot"
-    found = {_CHAT_LOOKUP[w.rstrip("!.,?")] for w in words if w.rstrip("!.,?") in _CHAT_LOOKUP}
+    opens = words[0] in _CHAT_LOOKUP or any(text.startswith(mark) for marks in _CHAT_SCRIPTS.values() for mark in marks)
+    if not opens or _QUESTION.search(_CHIT_CHAT.sub(" ", text)):  # chat opens it, and no question follows
+        return None
+    found = {_CHAT_LOOKUP[w] for w in words if w in _CHAT_LOOKUP}
     found |= {kind for kind, marks in _CHAT_SCRIPTS.items() if any(mark in text for mark in marks)}
     for kind in ("thanks", "bye", "greeting", "ack"):  # "thanks, bye!" is thanks
         if kind in found:

@@ -112,12 +112,11 @@ async def retrieve(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     knowledge_base = await context.knowledge_base()
     hits = await knowledge_base.asearch(query, k=context.settings.retrieval_k)
     knows = knowledge_base.knows if context.settings.relevance_names else None
-    shown = worth_showing(
-        hits, context.settings.relevance_threshold, query, question=text_of(state["messages"][-1]), knows=knows
-    )
+    question = text_of(state["messages"][-1])
+    shown = worth_showing(hits, context.settings.relevance_threshold, query, question=question, knows=knows)
     sources = from_hits(shown)
     runtime.stream_writer({"event": "sources", "sources": public(sources)})
-    if not sources and guard.chat_kind(text_of(state["messages"][-1])):  # "merci !", "are you a bot?": chat
+    if not sources and guard.chat_kind(question):  # "merci !", "are you a bot?": chat
         return {"query": query, "sources": [], "next_step": "small_talk"}
     if not sources:
         return {"query": query, "sources": []} | _hand_over(context, "no_relevant_answer")
