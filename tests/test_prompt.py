@@ -127,7 +127,7 @@ def test_the_static_instructions_come_first_and_never_change() -> None:
 
 
 def test_the_budget_cuts_later_sources_never_the_first() -> None:
-    sources = [{"n": n, "title": f"T{n}", "text": "word " * 400} for n in (1, 2, 3)]
+    sources = [{"n": n, "title": f"T{n}", "text": f"word{n} " * 400} for n in (1, 2, 3)]
     question, budget = "How do I change the port?", 300
     prompt = prompts.answer_prompt([], sources, question, turns=10, budget_tokens=budget)
     body = str(prompt[-2].content)  # the sources' message; the question is the last
