@@ -24,7 +24,7 @@ def distinct(texts: list[str], titles: list[str]) -> list[str]:
     """The sources' texts without what the prompt already holds: a sentence said before (in this source or an
     earlier one), a line repeating the one above it, an opening line that repeats the title (the source's header
     shows it), runs of blank lines. Scraped pages repeat themselves (tabs, callouts, navigation): measured on the
-    dev set, 15 % of the sources' tokens at the median prompt went to such repeats."""
+    dev set, 17 % of the sources' tokens at the median prompt went to such repeats (662 → 547)."""
     seen: set[str] = set()
     out = []
     for text, title in zip(texts, titles, strict=True):
