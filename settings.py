@@ -152,6 +152,8 @@ class Settings(BaseSettings):
     chroma_path: Path | None = None
     kb_collection: str = "knowledge_base"
     embedding_model: str = BUNDLED_EMBEDDING
+    # onnx: onnxruntime runs the model (tools/onnx_embeddings.py: ~2x faster, same vectors); torch: ST
+    embedding_backend: Literal["onnx", "torch"] = "onnx"
     reranker_model: str | None = None
 
     retrieval_k: int = 4

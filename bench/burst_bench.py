@@ -237,14 +237,14 @@ def summarise_profile(raw: Path, top: int = 12) -> str:
     return "\n".join(lines)
 
 
-def profiled_burst(app: Any, url: str, offset: int, size: int, rate: int, work: Path) -> str:
+def profiled_burst(app: Any, url: str, offset: int, size: int, rate: int, work: Path, gil: bool = False) -> str:
     """One `size`-burst while py-spy samples the app process (all threads, without pausing it)."""
     spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
     if spy is None:
         return "  py-spy is not installed: `.venv/bin/pip install py-spy` (a dev tool, not a project dependency)"
     raw = work / "profile.txt"
     command = [spy, "record", "--pid", str(app.process.pid), "--rate", str(rate), "--format", "raw"]
-    command += ["--nolineno", "--nonblocking", "--output", str(raw)]
+    command += ["--nolineno", "--nonblocking", "--output", str(raw), *(["--gil"] if gil else [])]
     recorder = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     time.sleep(1.0)  # py-spy attaches
     began = time.perf_counter()
@@ -277,6 +277,7 @@ def main() -> int:
     parser.add_argument("--profile", action="store_true", help="py-spy profile of one more 100-burst")
     parser.add_argument("--profile-burst", type=int, default=100)
     parser.add_argument("--profile-rate", type=int, default=50, help="py-spy samples per second")
+    parser.add_argument("--profile-gil", action="store_true", help="sample only the thread holding the GIL")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
@@ -371,7 +372,8 @@ def main() -> int:
             )
             if args.profile:
                 print("\nprofile (py-spy):", flush=True)
-                print(profiled_burst(app, app.url, offset, args.profile_burst, args.profile_rate, work), flush=True)
+                burst = args.profile_burst, args.profile_rate
+                print(profiled_burst(app, app.url, offset, *burst, work, args.profile_gil), flush=True)
     finally:
         llm.terminate()
         llm.join(5)

@@ -7,12 +7,17 @@ EMBEDDING_MODEL chooses it (docs/retrieval.md compares them on the eval set):
   them, checks model.safetensors against MPNET_SHA256 and unpacks the folder under DATA_DIR/models.
 - anything else: a local folder, or a hub name already in the local Hugging Face cache (HF_HUB_OFFLINE=1).
 A collection holds vectors of one model: after changing EMBEDDING_MODEL, ingest into a new KB_COLLECTION.
+
+EMBEDDING_BACKEND=onnx (the default) runs a local folder's model with onnxruntime (tools/onnx_embeddings.py: ~2×
+faster, the GIL released, the same vectors within 1e-6); `torch` runs it with sentence-transformers, as does any
+model onnx cannot take (a hub name, max pooling).
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import logging
 import os
 import shutil
 import tempfile
@@ -20,10 +25,13 @@ import zipfile
 from functools import lru_cache
 from pathlib import Path
 
+from langchain_core.embeddings import Embeddings
 from langchain_huggingface import HuggingFaceEmbeddings
 
 from settings import Settings
+from tools.onnx_embeddings import OnnxEmbeddings, supports
 
+log = logging.getLogger(__name__)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -94,7 +102,12 @@ def model_path(settings: Settings) -> str:
 
 
 @lru_cache(maxsize=4)
-def _load(model: str, query_instruction: str) -> HuggingFaceEmbeddings:
+def _load(model: str, query_instruction: str, backend: str = "torch", cache_dir: Path | None = None) -> Embeddings:
+    if backend == "onnx" and cache_dir is not None and supports(model):
+        try:
+            return OnnxEmbeddings(model, cache_dir, query_instruction)
+        except OSError as error:  # a read-only DATA_DIR: slower, but the same vectors
+            log.warning("EMBEDDING_BACKEND=onnx: cannot export under %s (%s); using torch", cache_dir, error)
     return HuggingFaceEmbeddings(
         model_name=model,
         encode_kwargs={"normalize_embeddings": True},
@@ -104,16 +117,20 @@ def _load(model: str, query_instruction: str) -> HuggingFaceEmbeddings:
     )
 
 
-def get_embeddings(settings: Settings) -> HuggingFaceEmbeddings:
+def get_embeddings(settings: Settings) -> Embeddings:
     """BGE models get their query instruction on queries only; MiniLM and MPNet need none."""
-    return _load(model_path(settings), settings.query_instruction)
+    cache = settings.data_dir / "models" / "onnx"
+    return _load(model_path(settings), settings.query_instruction, settings.embedding_backend, cache)
 
 
-def encode_queries(embeddings: HuggingFaceEmbeddings, texts: list[str]) -> list[list[float]]:
+def encode_queries(embeddings: Embeddings, texts: list[str]) -> list[list[float]]:
     """`embed_query` for many queries in one `encode` call, which the search batcher (tools/retrieval.py,
-    tools/query_batcher.py) uses for concurrent questions. Public API only: `embed_documents` of a shallow copy
-    whose document options are the query options (`embed_query`'s prompt and normalisation); the copy shares
-    the loaded SentenceTransformer, so nothing is loaded twice (tests/test_query_batching.py checks the vectors
-    equal `embed_query`'s)."""
+    tools/query_batcher.py) uses for concurrent questions. With torch, public API only: `embed_documents` of a
+    shallow copy whose document options are the query options (`embed_query`'s prompt and normalisation); the
+    copy shares the loaded SentenceTransformer, so nothing is loaded twice (tests/test_query_batching.py checks
+    the vectors equal `embed_query`'s)."""
+    if isinstance(embeddings, OnnxEmbeddings):
+        return embeddings.embed_queries(texts)
+    assert isinstance(embeddings, HuggingFaceEmbeddings)
     options = embeddings.query_encode_kwargs or embeddings.encode_kwargs
     return embeddings.model_copy(update={"encode_kwargs": options}).embed_documents(texts)
