@@ -29,7 +29,13 @@ from tools.redact import redact
 from tools.sources import from_hits, public, worth_showing
 
 log = logging.getLogger(__name__)
-LLM_FAILURES = (openai.APIError, httpx.HTTPError, TimeoutError, ConnectionError, OSError)
+# A stream cut mid-answer raises the HTTP library's own error: httpx's, or httpx2's in the OpenAI SDK's newer releases.
+HTTP_ERRORS: tuple[type[Exception], ...] = (httpx.HTTPError,)
+with contextlib.suppress(ImportError):
+    import httpx2
+
+    HTTP_ERRORS += (httpx2.HTTPError,)
+LLM_FAILURES = (openai.APIError, *HTTP_ERRORS, TimeoutError, ConnectionError, OSError)
 _ANAPHORA = {"it", "its", "it's", "that", "this", "they", "them", "those", "these", "there", "one", "same"}
 
 
