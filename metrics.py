@@ -40,6 +40,8 @@ SOURCES_SECONDS = Histogram(
 )
 TOKENS = Counter("chat_tokens_streamed_total", "Answer tokens (stream chunks) sent to clients")
 STREAMS = Gauge("chat_streams_in_progress", "Answers being streamed now")
+PREPARING = Gauge("chat_turns_preparing", "Turns preparing their answer now (api/admission.py)")
+PREPARE_WAITING = Gauge("chat_turns_waiting_to_prepare", "Turns waiting for PREPARE_CONCURRENCY (api/admission.py)")
 CHATS = Counter("chat_turns_total", "Chat turns by outcome", ["outcome"])  # answered | escalated | refused | …
 ESCALATIONS = Counter("chat_escalations_total", "Conversations handed to a person (ticket opened or updated)")
 ERRORS = Counter("chat_errors_total", "Error events sent in chat streams", ["code"])

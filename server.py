@@ -26,6 +26,7 @@ from api import help as help_pages
 from api import live as live_takeover
 from api import starters as starter_questions
 from api import verified as verified_answers
+from api.admission import Gate
 from api.deps import Services
 from api.errors import add_error_handlers
 from api.limits import RateLimits
@@ -66,7 +67,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     graph = build_graph(make_checkpointer(settings.redis_url, settings.session_ttl_seconds, client=saver_client))
     limits = RateLimits(settings)
     context = build_context(settings, redis, ticket_quota=limits.allow_ticket)
-    state = Services(settings=settings, redis=redis, context=context, graph=graph, limits=limits)
+    gate = Gate(settings.prepare_concurrency)
+    state = Services(settings=settings, redis=redis, context=context, graph=graph, limits=limits, gate=gate)
     if settings.ticket_webhook_url and not settings.ticket_webhook_secret:
         log.warning("TICKET_WEBHOOK_SECRET is not set: the ticket webhook is sent unsigned")
 

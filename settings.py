@@ -200,6 +200,8 @@ class Settings(BaseSettings):
     chat_lock_seconds: int = 300
     redis_max_connections: int = 200
     sse_ping_seconds: float = 15.0
+    # Turns per process preparing their answer at once, first come first served (api/admission.py); 0 = no limit
+    prepare_concurrency: int = 8
     frame_ancestors: str = "'self'"
     # Escalation (graph/nodes.py): when the docs have nothing or the model is unsure, the bot offers a person and
     # opens the ticket when the customer accepts; AUTO_ESCALATE=true opens it at once instead.
@@ -368,6 +370,7 @@ POSITIVE = {
 NOT_NEGATIVE = {"llm_prompt_tokens", "history_turns", "kb_refresh_seconds", "sse_ping_seconds"}
 NOT_NEGATIVE |= {"ticket_webhook_backoff_seconds"}
 NOT_NEGATIVE |= {"starter_cache_seconds"}
+NOT_NEGATIVE |= {"prepare_concurrency"}
 NOT_NEGATIVE |= {"llm_max_in_flight_per_instance"}
 NOT_NEGATIVE |= {"redis_wait_replicas", "redis_wait_timeout_ms"}
 HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP token (RFC 9110)

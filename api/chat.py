@@ -232,11 +232,14 @@ async def public_events(
     """The turn's events in the contract's order, and nothing else; bookkeeping waits for the end. What /chat
     sends as SSE and /agent (api/agent.py) as LangServe chunks: one way for every answer."""
     yield "session", {"session_id": turn.session_id}
-    queue: asyncio.Queue[Any] = asyncio.Queue()
-    producer = asyncio.create_task(pump(turn, queue))
-    sources_sent, shown = False, []
     metrics.STREAMS.inc()
+    admitted = None
+    producer: asyncio.Task[None] | None = None
     try:
+        admitted = await state.gate.enter()  # first come, first served (api/admission.py)
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        producer = asyncio.create_task(pump(turn, queue))
+        sources_sent, shown = False, []
         while (event := await queue.get()) is not _END:
             if isinstance(event, Exception):  # a bug or an unexpected outage: say so, end the stream properly
                 metrics.ERRORS.labels(code="internal_error").inc()
@@ -246,6 +249,8 @@ async def public_events(
                 yield "done", done | {"timings": clock.timings}
                 continue
             name, data = event["event"], {k: v for k, v in event.items() if k != "event"}
+            if name in ("sources", "token"):  # prepared: the LLM reads its prompt outside the gate
+                admitted.leave()
             if name == "token" and not sources_sent:  # the contract: `sources` before the first token
                 sources_sent = True
                 yield "sources", {"sources": []}
@@ -266,9 +271,12 @@ async def public_events(
                 data["timings"] = clock.timings
             yield name, data
     finally:
+        if admitted is not None:
+            admitted.leave()
         metrics.STREAMS.dec()
         with anyio.CancelScope(shield=True):
-            await stop(producer)
+            if producer is not None:
+                await stop(producer)
             await release(lock)
         result = turn.result
         metrics.CHATS.labels(outcome=result.outcome if result else "interrupted").inc()

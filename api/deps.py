@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import redis.asyncio as aioredis
 from fastapi import Depends, HTTPException, Request
 
+from api.admission import Gate
 from settings import Settings
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ class Services:
     context: Context
     graph: Any
     limits: RateLimits
+    gate: Gate = field(default_factory=lambda: Gate(0))  # PREPARE_CONCURRENCY (api/admission.py)
     background: set[asyncio.Task[Any]] = field(default_factory=set)
     cache: dict[str, tuple[float, Any]] = field(default_factory=dict)  # name → (time.monotonic(), value)
 
